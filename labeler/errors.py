@@ -14,6 +14,8 @@
     │   ├── BudgetExceededError       the job's token or cost budget is spent
     │   └── ExplanationParseError     an answer that is not a usable label or score
     └── AuthError                     login, token, role or CSRF refused
+        ├── NotAuthenticatedError     no valid session or API token (HTTP 401)
+        └── PermissionDeniedError     signed in, but the role or CSRF token does not allow it (HTTP 403)
 
 Messages say what to do next: "hook blocks.9.hook_resid_post not in model; it has 6 layers".
 """
@@ -73,3 +75,11 @@ class ExplanationParseError(LLMError):
 
 class AuthError(LabelerError):
     """Login, token, role or CSRF check refused."""
+
+
+class NotAuthenticatedError(AuthError):
+    """No valid session or API token: sign in, or send `Authorization: Bearer <token>`."""
+
+
+class PermissionDeniedError(AuthError):
+    """Signed in, but the role does not allow the action, or the CSRF token is missing or wrong."""
