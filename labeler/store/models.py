@@ -293,6 +293,7 @@ class ReviewEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_name: Mapped[str | None] = mapped_column(String(100))  # kept when the user is deleted
     action: Mapped[str] = mapped_column(String(30))  # accept | edit | reject | relabel | note | flag
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
