@@ -256,6 +256,11 @@ class Dispute(Base):
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)  # open | resolved
     priority: Mapped[float] = mapped_column(Float, default=0.0)
+    # how it was closed: None while open | rules (no rule fires any more) | reviewer (a person decided);
+    # re-evaluation never reopens a reviewer's resolution for reasons the reviewer already saw
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 

@@ -168,9 +168,13 @@ def upgrade() -> None:
     sa.Column('feature_id', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('priority', sa.Float(), nullable=False),
+    sa.Column('resolution', sa.String(length=20), nullable=True),
+    sa.Column('resolved_by', sa.Integer(), nullable=True),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['feature_id'], ['features.id'], name=op.f('fk_disputes_feature_id_features'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['resolved_by'], ['users.id'], name=op.f('fk_disputes_resolved_by_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_disputes')),
     sa.UniqueConstraint('feature_id', name='uq_disputes_feature')
     )
