@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         default=None, description="Celery broker (redis://...). Unset: every task runs in-process."
     )
     result_backend: str | None = Field(default=None, description="Celery result backend; default the broker.")
+    visibility_timeout_s: int = Field(
+        default=4 * 3600, ge=10, description="Redis redelivers an unacked task after this; above the longest task."
+    )
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field(default="float32", description="float32 | float16 | bfloat16 for model + SAE.")
 

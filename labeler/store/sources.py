@@ -54,3 +54,19 @@ def load_sequence(session: Session, *, dataset_id: int, seq_index: int) -> np.nd
         select(Sequence.token_ids).where(Sequence.dataset_id == dataset_id, Sequence.seq_index == seq_index)
     )
     return None if blob is None else np.frombuffer(blob, dtype="<i4").copy()
+
+
+def load_sequence_range(session: Session, *, dataset_id: int, seq_start: int, seq_stop: int) -> np.ndarray:
+    """Token ids of sequences [seq_start, seq_stop) as an int64 array [n, context]; what a gpu shard reads."""
+    blobs = session.execute(
+        select(Sequence.seq_index, Sequence.token_ids)
+        .where(Sequence.dataset_id == dataset_id, Sequence.seq_index >= seq_start, Sequence.seq_index < seq_stop)
+        .order_by(Sequence.seq_index)
+    ).all()
+    if len(blobs) != seq_stop - seq_start:
+        from labeler.errors import StoreError
+
+        raise StoreError(
+            f"dataset {dataset_id} has {len(blobs)} of sequences {seq_start}..{seq_stop - 1} stored; resubmit the job"
+        )
+    return np.stack([np.frombuffer(b, dtype="<i4") for _, b in blobs]).astype(np.int64)

@@ -1,0 +1,51 @@
+"""The Celery app. With no broker configured, tasks run eagerly in-process (the embedded default).
+
+Queues: `gpu` (activation shards and merges: long, memory-heavy, one at a time per worker process) and
+`llm` (batches of features: short, I/O bound, async inside). Job state and fan-in live in SQL.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from labeler.settings import get_settings
+
+ROUTES = {
+    "workers.tasks.cache_shard": {"queue": "gpu"},
+    "workers.tasks.merge": {"queue": "gpu"},
+    "workers.tasks.try_text": {"queue": "gpu"},
+    "workers.tasks.label_batch": {"queue": "llm"},
+    "workers.tasks.finalize": {"queue": "llm"},
+    "workers.tasks.relabel_feature": {"queue": "llm"},
+}
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    in_process = settings.broker_url is None
+    app = Celery("sae_labeler", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        result_backend=settings.result_backend or settings.broker_url or "cache+memory://",
+        task_always_eager=in_process,
+        task_eager_propagates=True,
+        task_queues=(Queue("gpu"), Queue("llm")),
+        task_default_queue="llm",
+        task_routes=ROUTES,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        result_expires=3600,
+        # Unacked messages come back after this long; it must exceed the longest task (a gpu shard).
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app
+
+
+app = make_app()
