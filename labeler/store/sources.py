@@ -37,7 +37,7 @@ def load_vocab(session: Session, *, tokenizer: str, token_ids: Iterable[int] | N
     query = select(Vocab.token_id, Vocab.text).where(Vocab.tokenizer == tokenizer)
     if token_ids is not None:
         query = query.where(Vocab.token_id.in_(sorted({int(t) for t in token_ids})))
-    return dict(session.execute(query).tuples())
+    return {int(token_id): text for token_id, text in session.execute(query)}
 
 
 def upsert_sequences(session: Session, *, dataset_id: int, sequences: Mapping[int, np.ndarray]) -> None:
