@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -69,8 +69,11 @@ def _load_saes(request: SubmitRequest) -> list:
     return saes
 
 
-def submit(request: SubmitRequest) -> Submission:
-    """Validate everything, write the submission atomically, then queue its shards."""
+def submit(request: SubmitRequest, *, on_queued: Callable[[Submission], None] | None = None) -> Submission:
+    """Validate everything, write the submission atomically, then queue its shards.
+
+    In-process mode runs the whole job inside this call; `on_queued` hears the job ids before it starts.
+    """
     from labeler.sources import load_dataset, validate_sources
 
     model = pipeline.model_for(request.model)
@@ -105,8 +108,11 @@ def submit(request: SubmitRequest) -> Submission:
                     shards=shards,
                 )
             )
+    submission = Submission(submission_id=submission_id, job_ids=tuple(job_ids))
+    if on_queued is not None:
+        on_queued(submission)
     _dispatch([pipeline.Work("cache_shard", (submission_id, i), "gpu") for i in range(n_shards)])
-    return Submission(submission_id=submission_id, job_ids=tuple(job_ids))
+    return submission
 
 
 def _dispatch(work: list[pipeline.Work]) -> None:
