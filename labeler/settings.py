@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="dev-insecure-change-me", description="Signs web sessions and CSRF tokens.")
     web_host: str = "127.0.0.1"
     web_port: int = 8000
+    web_https_only: bool = Field(default=False, description="Send the session cookie over HTTPS only (set behind TLS).")
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,1 @@
+"""Browser pages (one router per resource) and, under routes.api, the JSON API."""
