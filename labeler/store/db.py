@@ -57,10 +57,17 @@ def is_migrated(engine: Engine) -> bool:
     return inspect(engine).has_table("alembic_version")
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    """One engine per URL per process; SQLite databases are migrated on first use."""
-    url = url or get_settings().resolved_database_url
+    """One engine per URL per process; SQLite databases are migrated on first use.
+
+    The URL is resolved before the cache: caching on `None` would pin the first configured database
+    even after the settings change (as they do between tests).
+    """
+    return _engine_for(url or get_settings().resolved_database_url)
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
     engine = make_engine(url)
     if url.startswith("sqlite") and not is_migrated(engine):
         upgrade(url)
