@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -322,3 +323,22 @@ class LLMCall(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Indexes behind the documented SQL queries (docs/sql.md), created by migration 0002. Declared here so the
+# drift test compares them. On PostgreSQL ix_labels_text is a pg_trgm GIN index for LIKE/ILIKE '%word%'
+# search (a B-tree on SQLite) and ix_labels_text_lower_trgm serves the portable lower(label) LIKE form.
+Index("ix_scores_method_value", Score.method, Score.value)
+Index("ix_disputes_status_priority", Dispute.status, Dispute.priority)
+Index("ix_review_events_created_at", ReviewEvent.created_at)
+Index("ix_features_sae_id_density", Feature.sae_id, Feature.density)
+Index("ix_features_sae_id_is_dead", Feature.sae_id, Feature.is_dead)
+Index("ix_features_current_label_id", Feature.current_label_id)
+Index("ix_labels_job_id", Label.job_id)
+Index("ix_labels_text", Label.text, postgresql_using="gin", postgresql_ops={"text": "gin_trgm_ops"})
+Index(
+    "ix_labels_text_lower_trgm",
+    func.lower(Label.text).label("text_lower"),
+    postgresql_using="gin",
+    postgresql_ops={"text_lower": "gin_trgm_ops"},
+).ddl_if(dialect="postgresql")
