@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from labeler.store.models import Label, Score
+from labeler.store.models import Feature, Label, Score
 from labeler.store.upsert import ids_by_key, upsert_rows
 from labeler.types import LabelCandidate, ScoreResult
 
@@ -55,3 +56,12 @@ def upsert_scores(session: Session, *, results: Sequence[tuple[int, ScoreResult]
         for label_id, r in results
     ]
     upsert_rows(session, Score.__table__, rows, keys=("label_id", "method", "scorer_model"))
+
+
+def set_label_states(session: Session, *, states: Mapping[int, tuple[str, str | None]]) -> None:
+    """Set features.label_state and label_error (feature id -> (state, error)) in one executemany."""
+    if states:
+        session.execute(
+            update(Feature),
+            [{"id": fid, "label_state": state, "label_error": error} for fid, (state, error) in states.items()],
+        )

@@ -1,0 +1,213 @@
+"""Label a batch of features: explain each one, score every candidate, and account for what it cost.
+
+Features run concurrently; the LLM client's semaphore is the only limit on requests in flight. They go
+in chunks of `concurrency` features, a few chunks at a time, and each chunk looks up in the ledger, with
+one query per stage, every request it may send (explain, then score): a call on the hot path is then a
+dict lookup, never a SQL round trip. Chunks overlap, so one chunk's scoring fills the slots another
+chunk's explaining leaves free.
+
+Outcome per feature: `labelled`; `failed` with the reason (no usable label after retries, a scorer that
+got no usable answer, the endpoint down after retries); or `pending` when the job's budget ran out
+before it was done (it is labelled when the job resumes, from the ledger where already paid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Awaitable, Sequence
+
+from labeler.config import LabelConfig
+from labeler.errors import BudgetExceededError, ConfigError, LLMError
+from labeler.explain import build_explainer
+from labeler.label.split import ExampleSplit, split_examples
+from labeler.llm import Account, LLMContext, current_account
+from labeler.llm.request import LedgerEntry
+from labeler.score import build_scorer, scorer_class
+from labeler.types import FeatureExamples, LabelCandidate, ScoreResult
+
+CHUNKS_IN_FLIGHT = 4  # chunks of `concurrency` features working at once: enough to keep every slot busy
+NO_LLM = "no LLM endpoint configured"
+
+LABELLED, FAILED, PENDING = "labelled", "failed", "pending"
+
+
+@dataclass(frozen=True)
+class FeatureLabelResult:
+    """What labelling one feature produced; tokens and cost are what this run paid (ledger hits are free)."""
+
+    feature_index: int
+    status: str  # labelled | failed | pending
+    candidates: tuple[LabelCandidate, ...] = ()
+    scores: tuple[tuple[int, ScoreResult], ...] = ()  # (candidate position, result)
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    llm_calls: tuple[LedgerEntry, ...] = ()  # paid calls, written to `llm_calls` with the labels
+
+
+def resolve_explainer(name: str, llm: LLMContext | None) -> str:
+    """'auto' is the LLM explainer when an endpoint is configured, else the offline one."""
+    if name == "auto":
+        return "llm" if llm is not None else "offline"
+    return name
+
+
+async def _gather_strict(awaitables: Sequence[Awaitable]) -> list:
+    """gather() that cancels the rest when one raises, and re-raises that error unwrapped."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _plan(obj: Any, *args) -> list:
+    planner = getattr(obj, "planned_requests", None)
+    if planner is None:
+        return []
+    planned = planner(*args)
+    return await planned if inspect.isawaitable(planned) else planned
+
+
+@dataclass
+class _Work:
+    feature: FeatureExamples
+    split: ExampleSplit
+    account: Account
+    candidates: tuple[LabelCandidate, ...] = ()
+    scores: tuple[tuple[int, ScoreResult], ...] = ()
+    status: str = PENDING
+    error: str | None = None
+
+    def result(self) -> FeatureLabelResult:
+        keep = self.status != PENDING
+        return FeatureLabelResult(
+            feature_index=self.feature.feature_index,
+            status=self.status,
+            candidates=self.candidates if keep else (),
+            scores=self.scores if keep else (),
+            error=self.error,
+            prompt_tokens=self.account.prompt_tokens,
+            completion_tokens=self.account.completion_tokens,
+            cost_usd=self.account.cost_usd,
+            llm_calls=tuple(self.account.calls),
+        )
+
+
+class _Run:
+    def __init__(self, *, config: LabelConfig, llm: LLMContext | None, explainer: str, scorers: Sequence[str]) -> None:
+        self.config = config
+        self.llm = llm
+        self.explainer = build_explainer(explainer, config=config, llm=llm)
+        self.scorers: dict[str, Any] = {}
+        for name in scorers:
+            needs_llm = getattr(scorer_class(name), "needs_llm", False)
+            self.scorers[name] = None if needs_llm and llm is None else build_scorer(name, config=config, llm=llm)
+
+    def prefetch(self, requests) -> None:
+        if self.llm is not None and requests:
+            self.llm.ledger.prefetch(r.hash for r in requests)
+
+    async def explain(self, work: _Work) -> None:
+        current_account.set(work.account)
+        try:
+            work.candidates = tuple(
+                await self.explainer.explain(work.feature, work.split.shown, self.config.n_candidates)
+            )
+        except BudgetExceededError as exc:
+            work.status, work.error = PENDING, str(exc)
+        except LLMError as exc:
+            work.status, work.error = FAILED, f"explain: {exc}"
+        else:
+            work.status = LABELLED
+
+    async def score_one(self, name: str, scorer: Any, label: str, split: ExampleSplit, feature) -> ScoreResult:
+        if scorer is None:
+            return ScoreResult(name, "", None, 0, {"skipped": NO_LLM})
+        return await scorer.score(label, feature, split.activating, split.non_activating)
+
+    async def score(self, work: _Work) -> None:
+        current_account.set(work.account)
+        jobs = [
+            (pos, name, self.score_one(name, scorer, c.text, work.split, work.feature))
+            for pos, c in enumerate(work.candidates)
+            for name, scorer in self.scorers.items()
+        ]
+        outcomes = await asyncio.gather(*(j[2] for j in jobs), return_exceptions=True)
+        scores, errors = [], []
+        for (pos, name, _), outcome in zip(jobs, outcomes):
+            if isinstance(outcome, BudgetExceededError):
+                work.status, work.error = PENDING, str(outcome)
+                return
+            if isinstance(outcome, LLMError):
+                errors.append(f"{name} scorer: {outcome}")
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                scores.append((pos, outcome))
+        work.scores = tuple(scores)
+        if errors:
+            work.status, work.error = FAILED, "; ".join(errors)
+
+    async def chunk(self, works: list[_Work], slots: asyncio.Semaphore) -> None:
+        async with slots:
+            if works:
+                current_account.set(works[0].account)  # calls made while planning go on the first feature
+            n = self.config.n_candidates
+            self.prefetch([r for w in works for r in await _plan(self.explainer, w.feature, w.split.shown, n)])
+            await _gather_strict([self.explain(w) for w in works])
+            labelled = [w for w in works if w.status == LABELLED]
+            planned = []
+            try:  # planning may probe the endpoint (logprobs), a paid call like any other
+                for w in labelled:
+                    for c in w.candidates:
+                        for scorer in self.scorers.values():
+                            if scorer is not None:
+                                planned += await _plan(scorer, c.text, w.feature, w.split.activating, w.split.non_activating)
+            except BudgetExceededError as exc:
+                for w in labelled:
+                    w.status, w.error = PENDING, str(exc)
+                return
+            except LLMError as exc:
+                for w in labelled:
+                    w.status, w.error = FAILED, f"score: {exc}"
+                return
+            self.prefetch(planned)
+            await _gather_strict([self.score(w) for w in labelled])
+
+
+async def label_features(
+    features: Sequence[FeatureExamples],
+    *,
+    config: LabelConfig,
+    llm: LLMContext | None,
+    explainer: str | None = None,
+    scorers: Sequence[str] | None = None,
+) -> list[FeatureLabelResult]:
+    """Explain and score each feature; explainer and scorers default to the config's. One result per feature, in order."""
+    name = resolve_explainer(explainer or config.explainer, llm)
+    run = _Run(config=config, llm=llm, explainer=name, scorers=tuple(config.scorers if scorers is None else scorers))
+    works = [
+        _Work(f, split_examples(f, n_explain=config.n_explain_examples, n_score=config.n_score_examples), Account())
+        for f in features
+    ]
+    size = llm.options.concurrency if llm is not None else 64
+    slots = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
+    async with llm if llm is not None else nullcontext():
+        await _gather_strict([run.chunk(works[i : i + size], slots) for i in range(0, len(works), size)])
+    return [w.result() for w in works]
+
+
+def check_scorers(names: Sequence[str]) -> None:
+    """Fail early on a misspelt scorer name (ConfigError lists the known ones)."""
+    for name in names:
+        scorer_class(name)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"scorers listed twice: {list(names)}")
