@@ -52,3 +52,4 @@ def build_explainer(name: str, *, config: LabelConfig, llm=None) -> Explainer:
 
 register_explainer("llm", "labeler.explain.llm:LLMExplainer")
 # The offline explainer (labeler/explain/offline.py) registers on the line below.
+register_explainer("offline", "labeler.explain.offline:OfflineExplainer")

@@ -55,3 +55,4 @@ register_scorer("detection", "labeler.score.detection:DetectionScorer")
 register_scorer("fuzzing", "labeler.score.fuzzing:FuzzingScorer")
 register_scorer("simulation", "labeler.score.simulation:SimulationScorer")
 # The embedding scorer (labeler/score/embedding.py) registers on the line below.
+register_scorer("embedding", "labeler.score.embedding:EmbeddingScorer")
