@@ -537,7 +537,13 @@ def job_exists(session: Session, *, job_id: int) -> bool:
 # ---------------------------------------------------------------- actions
 
 
+def _check_storable(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise ConfigError(f"the {what} contains a NUL character, which SQL text cannot hold")
+
+
 def _clean_text(text: str, *, what: str, max_chars: int) -> str:
+    _check_storable(text, what)
     text = " ".join(text.split())
     if not text:
         raise ConfigError(f"the {what} is empty; type some text")
@@ -549,6 +555,7 @@ def _clean_text(text: str, *, what: str, max_chars: int) -> str:
 def _clean_note(note: str | None) -> str | None:
     if note is None or not note.strip():
         return None
+    _check_storable(note, "note")
     if len(note) > MAX_NOTE_CHARS:
         raise ConfigError(f"the note has {len(note)} characters; keep it under {MAX_NOTE_CHARS}")
     return note.strip()

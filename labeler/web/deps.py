@@ -10,12 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Iterator
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from labeler.errors import NotAuthenticatedError, NotFoundError, PermissionDeniedError
 from labeler.store import users as store_users
+from labeler.web.schemas import MAX_ID, OptionalText
 from labeler.web.security import hash_api_token, new_csrf_token, session_tag, tokens_match
+
+# Path and query parameters bounded like the SQL columns they are compared with.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IndexPath = Annotated[int, Path(ge=0, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+ReasonQuery = Annotated[OptionalText, Query(max_length=50)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+
+
+
+def optional_id(value: str | None) -> int | None:
+    """A filter select's value: "" (or anything not an id) means "all"."""
+    if value is None or not value.strip().isdigit():
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_ID else None
+
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_FIELD = "csrf_token"

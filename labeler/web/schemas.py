@@ -7,12 +7,31 @@ can reach a client: `UserPublic` has no field for either.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from labeler.store.review import MAX_LABEL_CHARS, MAX_NOTE_CHARS
 
+MAX_ID = 2**31 - 1  # ids are SQL INTEGERs; PostgreSQL refuses to even compare with a larger number
+
+
+def storable(value: str | None) -> str | None:
+    """Refuse text SQL cannot store, at the door, instead of failing deep in the driver."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+OptionalText = Annotated[str | None, AfterValidator(storable)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Role = Literal["reviewer", "admin"]
 LabelStatus = Literal["candidate", "accepted", "rejected", "superseded"]
 MAX_TRY_CHARS = 2000  # one forward pass of the model; a few hundred tokens at most
@@ -34,7 +53,7 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=8, max_length=200)
+    password: Text = Field(min_length=8, max_length=200)
     role: Role = "reviewer"
 
 
@@ -186,34 +205,34 @@ class SubmissionOut(BaseModel):
 class AcceptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    label_id: int
-    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+    label_id: Id
+    note: OptionalText = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
 class EditIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
-    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+    text: Text = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    note: OptionalText = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
 class RejectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+    note: OptionalText = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
 class RelabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    explain_model: str | None = Field(default=None, max_length=200, description="Default: the configured explainer.")
-    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+    explain_model: OptionalText = Field(default=None, max_length=200, description="Default: the configured explainer.")
+    note: OptionalText = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(min_length=1, max_length=MAX_NOTE_CHARS)
+    note: Text = Field(min_length=1, max_length=MAX_NOTE_CHARS)
 
 
 class ReviewOutcomeOut(_Out):
@@ -227,7 +246,7 @@ class ReviewOutcomeOut(_Out):
 class TryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_TRY_CHARS)
+    text: Text = Field(min_length=1, max_length=MAX_TRY_CHARS)
 
 
 class TryOut(BaseModel):

@@ -52,9 +52,10 @@ def verify_password(password: str, stored: str) -> bool:
     try:
         n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
         salt, expected = _unb64(parts[4]), _unb64(parts[5])
+        actual = _scrypt(password, salt, n, r, p)  # ValueError on parameters scrypt refuses
     except ValueError:
         return False
-    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+    return hmac.compare_digest(actual, expected)
 
 
 # Checked against when a login names no existing user, so the response time does not reveal which names exist.

@@ -156,3 +156,16 @@ def test_submit_with_a_missing_sae_folder_is_422(client, seeded, tmp_path):
     missing = client.post("/api/jobs", headers=admin, json={"sae_path": str(tmp_path / "nope"), "model": "minilm"})
     assert missing.status_code == 422, missing.text
     assert missing.json()["error"] == "SAENotFoundError"
+
+
+def test_text_sql_cannot_store_is_refused_at_the_door(api, seeded):
+    fid = seeded.feature_ids[0]
+    for response in (
+        api.post(f"/api/features/{fid}/edit", json={"text": "a\x00b"}),
+        api.post(f"/api/features/{fid}/notes", content=b'{"note": "\\ud800"}', headers={"Content-Type": "application/json"}),
+        api.get("/api/labels", params={"q": "a\x00"}),
+        api.post(f"/api/features/{fid}/notes", content=b'{"note": "x", "\\udc00": 1}', headers={"Content-Type": "application/json"}),
+        api.get(f"/api/features/{2**31}"),
+        api.get("/api/review/queue", params={"sae_id": 2**40}),
+    ):
+        assert response.status_code == 422, response.text

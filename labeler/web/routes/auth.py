@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from labeler.store import users as store_users
 from labeler.web.deps import SessionDep, csrf_token_for
 from labeler.web.security import DUMMY_PASSWORD_HASH, new_csrf_token, session_tag, verify_password
+from labeler.web.schemas import OptionalText, Text
 from labeler.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -29,9 +32,9 @@ def login_page(request: Request, next: str | None = None) -> Response:
 def login(
     request: Request,
     session: SessionDep,
-    username: str = Form(max_length=100),
-    password: str = Form(max_length=200),
-    next: str | None = Form(None, max_length=2000),
+    username: Annotated[Text, Form(max_length=100)],
+    password: Annotated[Text, Form(max_length=200)],
+    next: Annotated[OptionalText, Form(max_length=2000)] = None,
 ) -> Response:
     user = store_users.find_user_by_name(session, name=username.strip())
     stored = user.password_hash if user is not None else DUMMY_PASSWORD_HASH

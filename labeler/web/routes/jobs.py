@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from labeler import jobs
 from labeler.store.jobs import ACTIVE, STAGES
-from labeler.web.deps import CurrentAdmin, CurrentUser, SessionDep
+from labeler.web.deps import CurrentAdmin, CurrentUser, IdPath, SessionDep
 from labeler.web.templating import flash, render
 
 router = APIRouter(include_in_schema=False)
@@ -27,7 +27,7 @@ def jobs_page(request: Request, user: CurrentUser, session: SessionDep) -> Respo
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel(job_id: int, request: Request, admin: CurrentAdmin) -> Response:
+def cancel(job_id: IdPath, request: Request, admin: CurrentAdmin) -> Response:
     jobs.cancel_job(job_id)
     flash(request, f"Job {job_id} cancelled.")
     return RedirectResponse("/jobs", status_code=303)

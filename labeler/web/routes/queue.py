@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from labeler.store import review as store_review
-from labeler.web.deps import CurrentReviewer, SessionDep
+from labeler.web.deps import CurrentReviewer, ReasonQuery, SessionDep, optional_id
 from labeler.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -18,11 +18,6 @@ def home(user: CurrentReviewer) -> Response:
     return RedirectResponse("/queue", status_code=303)
 
 
-def _optional_int(value: str | None) -> int | None:
-    """Filter selects send "" for "all"."""
-    return int(value) if value and value.strip().isdigit() else None
-
-
 @router.get("/queue")
 def queue_page(
     request: Request,
@@ -30,10 +25,10 @@ def queue_page(
     session: SessionDep,
     sae_id: str | None = Query(None, max_length=20),
     job_id: str | None = Query(None, max_length=20),
-    reason: str | None = Query(None, max_length=50),
+    reason: ReasonQuery = None,
     page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
-    filters = {"sae_id": _optional_int(sae_id), "job_id": _optional_int(job_id)}
+    filters = {"sae_id": optional_id(sae_id), "job_id": optional_id(job_id)}
     reason = reason or None
     items = store_review.list_review_queue(
         session, **filters, reason=reason, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE

@@ -6,13 +6,16 @@ a one-line message.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from labeler import jobs
 from labeler.store import review as store_review
 from labeler.store.review import MAX_LABEL_CHARS, MAX_NOTE_CHARS
-from labeler.web.deps import CurrentReviewer, SessionDep
+from labeler.web.deps import CurrentReviewer, IdPath, SessionDep
+from labeler.web.schemas import MAX_ID, OptionalText, Text
 from labeler.web.templating import flash
 
 router = APIRouter(include_in_schema=False)
@@ -26,12 +29,12 @@ def _back(request: Request, session, feature_id: int, message: str) -> Response:
 
 @router.post("/features/{feature_id}/accept")
 def accept(
-    feature_id: int,
+    feature_id: IdPath,
     request: Request,
     user: CurrentReviewer,
     session: SessionDep,
-    label_id: int = Form(),
-    note: str | None = Form(None, max_length=MAX_NOTE_CHARS),
+    label_id: Annotated[int, Form(ge=1, le=MAX_ID)],
+    note: Annotated[OptionalText, Form(max_length=MAX_NOTE_CHARS)] = None,
 ) -> Response:
     store_review.accept_label(
         session, feature_id=feature_id, label_id=label_id, user_id=user.id, user_name=user.name, note=note
@@ -41,12 +44,12 @@ def accept(
 
 @router.post("/features/{feature_id}/edit")
 def edit(
-    feature_id: int,
+    feature_id: IdPath,
     request: Request,
     user: CurrentReviewer,
     session: SessionDep,
-    text: str = Form(max_length=MAX_LABEL_CHARS),
-    note: str | None = Form(None, max_length=MAX_NOTE_CHARS),
+    text: Annotated[Text, Form(max_length=MAX_LABEL_CHARS)],
+    note: Annotated[OptionalText, Form(max_length=MAX_NOTE_CHARS)] = None,
 ) -> Response:
     store_review.edit_and_accept(
         session, feature_id=feature_id, text=text, user_id=user.id, user_name=user.name, note=note
@@ -56,11 +59,11 @@ def edit(
 
 @router.post("/features/{feature_id}/reject")
 def reject(
-    feature_id: int,
+    feature_id: IdPath,
     request: Request,
     user: CurrentReviewer,
     session: SessionDep,
-    note: str | None = Form(None, max_length=MAX_NOTE_CHARS),
+    note: Annotated[OptionalText, Form(max_length=MAX_NOTE_CHARS)] = None,
 ) -> Response:
     store_review.reject_and_flag(session, feature_id=feature_id, user_id=user.id, user_name=user.name, note=note)
     return _back(request, session, feature_id, "All candidates rejected; the feature is flagged.")
@@ -68,12 +71,12 @@ def reject(
 
 @router.post("/features/{feature_id}/relabel")
 def relabel(
-    feature_id: int,
+    feature_id: IdPath,
     request: Request,
     user: CurrentReviewer,
     session: SessionDep,
-    explain_model: str | None = Form(None, max_length=200),
-    note: str | None = Form(None, max_length=MAX_NOTE_CHARS),
+    explain_model: Annotated[OptionalText, Form(max_length=200)] = None,
+    note: Annotated[OptionalText, Form(max_length=MAX_NOTE_CHARS)] = None,
 ) -> Response:
     store_review.feature_sae_index(session, feature_id=feature_id)  # 404 before anything is queued
     session.rollback()
@@ -87,11 +90,11 @@ def relabel(
 
 @router.post("/features/{feature_id}/note")
 def note(
-    feature_id: int,
+    feature_id: IdPath,
     request: Request,
     user: CurrentReviewer,
     session: SessionDep,
-    note: str = Form(max_length=MAX_NOTE_CHARS),
+    note: Annotated[Text, Form(max_length=MAX_NOTE_CHARS)],
 ) -> Response:
     store_review.add_note(session, feature_id=feature_id, user_id=user.id, user_name=user.name, note=note)
     return _back(request, session, feature_id, "Note added.")

@@ -7,9 +7,8 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from labeler.errors import ConfigError
-
 from labeler.store import users as store_users
-from labeler.web.deps import CurrentAdmin, CurrentUser, SessionDep
+from labeler.web.deps import CurrentAdmin, CurrentUser, IdPath, SessionDep
 from labeler.web.schemas import UserCreate
 from labeler.web.security import hash_api_token, hash_password, new_api_token
 from labeler.web.templating import flash, render
@@ -43,7 +42,7 @@ def create_user(
 
 
 @router.post("/users/{user_id}/delete")
-def delete_user(user_id: int, request: Request, admin: CurrentAdmin, session: SessionDep) -> Response:
+def delete_user(user_id: IdPath, request: Request, admin: CurrentAdmin, session: SessionDep) -> Response:
     store_users.delete_user(session, user_id=user_id)
     session.commit()
     flash(request, "User deleted; their review history stays.")

@@ -8,7 +8,7 @@ from labeler import jobs
 from labeler.store import review as store_review
 from labeler.store.review import FeatureDetail
 from labeler.web.contexts import group_examples, try_tokens
-from labeler.web.deps import CurrentUser, SessionDep
+from labeler.web.deps import CurrentUser, IdPath, IndexPath, SessionDep
 from labeler.web.schemas import ExampleOut, FeatureOut, TokenOut, TryIn, TryOut
 
 router = APIRouter(tags=["features"])
@@ -33,18 +33,18 @@ def feature_out(detail: FeatureDetail) -> FeatureOut:
 
 
 @router.get("/features/{feature_id}", response_model=FeatureOut)
-def get_feature(feature_id: int, user: CurrentUser, session: SessionDep) -> FeatureOut:
+def get_feature(feature_id: IdPath, user: CurrentUser, session: SessionDep) -> FeatureOut:
     return feature_out(store_review.load_feature_detail(session, feature_id=feature_id))
 
 
 @router.get("/saes/{sae_id}/features/{feature_index}", response_model=FeatureOut)
-def get_feature_by_index(sae_id: int, feature_index: int, user: CurrentUser, session: SessionDep) -> FeatureOut:
+def get_feature_by_index(sae_id: IdPath, feature_index: IndexPath, user: CurrentUser, session: SessionDep) -> FeatureOut:
     feature_id = store_review.find_feature_id(session, sae_id=sae_id, feature_index=feature_index)
     return feature_out(store_review.load_feature_detail(session, feature_id=feature_id))
 
 
 @router.post("/features/{feature_id}/try", response_model=TryOut)
-def try_feature(feature_id: int, body: TryIn, user: CurrentUser, session: SessionDep) -> TryOut:
+def try_feature(feature_id: IdPath, body: TryIn, user: CurrentUser, session: SessionDep) -> TryOut:
     """This feature's activation on every token of any text (runs the model: on the gpu queue if any)."""
     detail = store_review.load_feature_detail(session, feature_id=feature_id, with_examples=False)
     session.rollback()  # end the read transaction before a possibly long model run

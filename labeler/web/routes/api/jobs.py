@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from labeler import jobs
 from labeler.errors import NotFoundError
 from labeler.jobs import SubmitRequest
 from labeler.store.jobs import JobView
-from labeler.web.deps import CurrentAdmin, CurrentUser, SessionDep
+from labeler.web.deps import CurrentAdmin, CurrentUser, IdPath, Limit, SessionDep
 from labeler.web.schemas import JobOut, StageProgressOut, SubmissionOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -46,16 +46,16 @@ def submit_job(body: SubmitRequest, user: CurrentAdmin) -> SubmissionOut:
 
 
 @router.get("", response_model=list[JobOut])
-def list_jobs(user: CurrentUser, session: SessionDep, limit: int = Query(50, ge=1, le=500)) -> list[JobOut]:
+def list_jobs(user: CurrentUser, session: SessionDep, limit: Limit = 50) -> list[JobOut]:
     return [job_out(v) for v in jobs.job_views(session)[:limit]]
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def job_status(job_id: int, user: CurrentUser, session: SessionDep) -> JobOut:
+def job_status(job_id: IdPath, user: CurrentUser, session: SessionDep) -> JobOut:
     return _one_job(session, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: int, user: CurrentAdmin, session: SessionDep) -> JobOut:
+def cancel_job(job_id: IdPath, user: CurrentAdmin, session: SessionDep) -> JobOut:
     jobs.cancel_job(job_id)
     return _one_job(session, job_id)

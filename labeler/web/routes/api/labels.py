@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query
 
 from labeler.store import review as store_review
-from labeler.web.deps import CurrentUser, SessionDep
-from labeler.web.schemas import LabelHitOut, LabelStatus
+from labeler.web.deps import CurrentUser, IdQuery, Limit, Offset, SessionDep
+from labeler.web.schemas import LabelHitOut, LabelStatus, OptionalText
 
 router = APIRouter(tags=["labels"])
 
@@ -15,12 +17,12 @@ router = APIRouter(tags=["labels"])
 def search_labels(
     user: CurrentUser,
     session: SessionDep,
-    q: str | None = Query(None, max_length=200, description="Case-insensitive substring of the label text."),
-    sae_id: int | None = None,
+    q: Annotated[OptionalText, Query(max_length=200, description="Case-insensitive substring of the label text.")] = None,
+    sae_id: IdQuery = None,
     status: LabelStatus | None = None,
-    source: str | None = Query(None, max_length=20),
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    source: Annotated[OptionalText, Query(max_length=20)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> list[LabelHitOut]:
     hits = store_review.search_labels(
         session, query=q, sae_id=sae_id, status=status, source=source, limit=limit, offset=offset

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from labeler import jobs
 from labeler.store import review as store_review
-from labeler.web.deps import CurrentReviewer, SessionDep
+from labeler.web.deps import CurrentReviewer, IdPath, IdQuery, Limit, Offset, ReasonQuery, SessionDep
 from labeler.web.schemas import (
     AcceptIn,
     EditIn,
@@ -25,11 +25,11 @@ router = APIRouter(tags=["review"])
 def review_queue(
     user: CurrentReviewer,
     session: SessionDep,
-    sae_id: int | None = None,
-    job_id: int | None = None,
-    reason: str | None = Query(None, max_length=50),
-    limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    sae_id: IdQuery = None,
+    job_id: IdQuery = None,
+    reason: ReasonQuery = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> QueueOut:
     """Open disputes, highest priority first, with how many open disputes each reason has."""
     filters = {"sae_id": sae_id, "job_id": job_id}
@@ -47,7 +47,7 @@ def _done(session, outcome: store_review.ReviewOutcome) -> ReviewOutcomeOut:
 
 
 @router.post("/features/{feature_id}/accept", response_model=ReviewOutcomeOut)
-def accept(feature_id: int, body: AcceptIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
+def accept(feature_id: IdPath, body: AcceptIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
     """Accept one candidate: it becomes the feature's label, the others are superseded."""
     outcome = store_review.accept_label(
         session, feature_id=feature_id, label_id=body.label_id, user_id=user.id, user_name=user.name, note=body.note
@@ -56,7 +56,7 @@ def accept(feature_id: int, body: AcceptIn, user: CurrentReviewer, session: Sess
 
 
 @router.post("/features/{feature_id}/edit", response_model=ReviewOutcomeOut)
-def edit(feature_id: int, body: EditIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
+def edit(feature_id: IdPath, body: EditIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
     """Write a label by hand (source human) and accept it."""
     outcome = store_review.edit_and_accept(
         session, feature_id=feature_id, text=body.text, user_id=user.id, user_name=user.name, note=body.note
@@ -65,7 +65,7 @@ def edit(feature_id: int, body: EditIn, user: CurrentReviewer, session: SessionD
 
 
 @router.post("/features/{feature_id}/reject", response_model=ReviewOutcomeOut)
-def reject(feature_id: int, body: RejectIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
+def reject(feature_id: IdPath, body: RejectIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
     """Reject every candidate and flag the feature; its dispute stays open."""
     outcome = store_review.reject_and_flag(
         session, feature_id=feature_id, user_id=user.id, user_name=user.name, note=body.note
@@ -74,7 +74,7 @@ def reject(feature_id: int, body: RejectIn, user: CurrentReviewer, session: Sess
 
 
 @router.post("/features/{feature_id}/relabel", response_model=ReviewOutcomeOut)
-def relabel(feature_id: int, body: RelabelIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
+def relabel(feature_id: IdPath, body: RelabelIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
     """Ask for new candidates, optionally from another explainer model."""
     store_review.feature_sae_index(session, feature_id=feature_id)  # 404 before anything is queued
     session.rollback()
@@ -91,6 +91,6 @@ def relabel(feature_id: int, body: RelabelIn, user: CurrentReviewer, session: Se
 
 
 @router.post("/features/{feature_id}/notes", response_model=ReviewOutcomeOut)
-def note(feature_id: int, body: NoteIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
+def note(feature_id: IdPath, body: NoteIn, user: CurrentReviewer, session: SessionDep) -> ReviewOutcomeOut:
     outcome = store_review.add_note(session, feature_id=feature_id, user_id=user.id, user_name=user.name, note=body.note)
     return _done(session, outcome)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from labeler.store import users as store_users
-from labeler.web.deps import CurrentAdmin, CurrentUser, SessionDep
+from labeler.web.deps import CurrentAdmin, CurrentUser, IdPath, SessionDep
 from labeler.web.schemas import UserCreate, UserPublic
 from labeler.web.security import hash_password
 
@@ -31,7 +31,7 @@ def create_user(body: UserCreate, admin: CurrentAdmin, session: SessionDep) -> U
 
 
 @router.delete("/{user_id}", status_code=204)
-def delete_user(user_id: int, admin: CurrentAdmin, session: SessionDep) -> Response:
+def delete_user(user_id: IdPath, admin: CurrentAdmin, session: SessionDep) -> Response:
     store_users.delete_user(session, user_id=user_id)
     session.commit()
     return Response(status_code=204)
