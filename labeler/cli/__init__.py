@@ -2,9 +2,9 @@
 
 import typer
 
-from labeler.cli import db, demo, jobs, web
+from labeler.cli import db, demo, demo_bundle, jobs, web
 
 app = typer.Typer(no_args_is_help=True, help="Label every feature of a sparse autoencoder.")
 
-for module in (db, jobs, demo, web):
+for module in (db, jobs, demo, demo_bundle, web):
     module.register(app)

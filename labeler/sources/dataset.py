@@ -98,32 +98,31 @@ def content_hash(tokens: torch.Tensor, tokenizer_name: str, context_size: int) -
 
 
 def _token_stream(pieces: Iterator[Piece], tokenizer, separator: int | None) -> Iterator[np.ndarray]:
-    """Token ids of consecutive pieces, a separator after each document but the last one read."""
+    """Token ids of consecutive pieces, with a separator between documents (none before the first)."""
+    previous_ended = False
+    for batch in _batches(pieces):
+        encoded = tokenizer([text for text, _ in batch], add_special_tokens=False, verbose=False)["input_ids"]
+        for ids, (_, ends_document) in zip(encoded, batch):
+            if not ids:  # whitespace-only text: nothing to add, but a document may still end here
+                previous_ended = previous_ended or ends_document
+                continue
+            if previous_ended and separator is not None:
+                yield np.array([separator], dtype=np.int64)
+            yield np.asarray(ids, dtype=np.int64)
+            previous_ended = ends_document
+
+
+def _batches(pieces: Iterator[Piece]) -> Iterator[list[Piece]]:
     batch: list[Piece] = []
     size = 0
-    pending_separator = False
     for piece in pieces:
         batch.append(piece)
         size += len(piece[0])
         if size >= _TOKENIZE_BATCH_CHARS:
-            yield from _tokenize(batch, tokenizer, separator, pending_separator)
-            pending_separator = batch[-1][1]
+            yield batch
             batch, size = [], 0
     if batch:
-        yield from _tokenize(batch, tokenizer, separator, pending_separator)
-
-
-def _tokenize(batch: list[Piece], tokenizer, separator: int | None, separator_first: bool) -> Iterator[np.ndarray]:
-    encoded = tokenizer([text for text, _ in batch], add_special_tokens=False, verbose=False)["input_ids"]
-    previous_ended = separator_first
-    for ids, (_, ends_document) in zip(encoded, batch):
-        if not ids:
-            previous_ended = previous_ended or ends_document
-            continue
-        if previous_ended and separator is not None:
-            yield np.array([separator], dtype=np.int64)
-        yield np.asarray(ids, dtype=np.int64)
-        previous_ended = ends_document
+        yield batch
 
 
 def _pack(stream: Iterator[np.ndarray], n_text: int, max_sequences: int | None) -> tuple[list[np.ndarray], int]:

@@ -89,7 +89,8 @@ class LoadedModel:
 
         Only the blocks up to the hook's own run: a hook captures the activation and raises, so neither
         later blocks nor other hooks' caches cost anything. Sequences are full length (no padding), so
-        no attention mask is needed: BERT treats a missing mask as all ones.
+        no attention mask is needed: BERT treats a missing mask as all ones. The capture hook lives on
+        the shared model for the duration of the call, so one model serves one caller at a time.
         """
         self._require_hook(hook_name)
         hook_point = self.model.hook_dict[hook_name]

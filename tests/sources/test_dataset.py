@@ -189,3 +189,10 @@ def test_unknown_hub_dataset_offline(minilm, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DatasetError, match="cannot open Hugging Face dataset"):
         load_dataset("hf:no-such-org/no-such-dataset-xyz", minilm)
+
+
+def test_one_separator_between_documents_even_across_blank_ones(minilm, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t}) for t in ["alpha beta", "   ", "", "gamma"]))
+    data = load_dataset(str(path), minilm, context_size=5)
+    assert minilm.tokenizer.convert_ids_to_tokens(data.tokens[0]) == ["[CLS]", "alpha", "beta", "[SEP]", "gamma"]
