@@ -13,11 +13,13 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from labeler.errors import ConfigError, NotFoundError
 from labeler.store.features import window_from_row
+from labeler.disputes import priority
+from labeler.store import disputes as store_disputes
 from labeler.store.labels import upsert_labels
 from labeler.store.models import (
     SAE,
@@ -182,25 +184,6 @@ class ReviewOutcome:
 # ---------------------------------------------------------------- queue
 
 
-def _queue_query(*, sae_id: int | None, job_id: int | None, reason: str | None):
-    query = (
-        select(Dispute, Feature, SAE.name)
-        .join(Feature, Feature.id == Dispute.feature_id)
-        .join(SAE, SAE.id == Feature.sae_id)
-        .where(Dispute.status == "open")
-    )
-    if sae_id is not None:
-        query = query.where(Feature.sae_id == sae_id)
-    if job_id is not None:
-        query = query.where(Feature.job_id == job_id)
-    if reason is not None:
-        has_reason = select(DisputeReason.id).where(
-            DisputeReason.dispute_id == Dispute.id, DisputeReason.reason == reason
-        )
-        query = query.where(has_reason.exists())
-    return query
-
-
 def list_review_queue(
     session: Session,
     *,
@@ -210,76 +193,49 @@ def list_review_queue(
     limit: int = 50,
     offset: int = 0,
 ) -> list[QueueItem]:
-    """Open disputes, highest priority first (ties: lowest feature id, so pages are stable)."""
-    query = (
-        _queue_query(sae_id=sae_id, job_id=job_id, reason=reason)
-        .order_by(Dispute.priority.desc(), Dispute.feature_id)
-        .limit(limit)
-        .offset(offset)
+    """One page of the queue (store.disputes' order: priority first), with what the page shows per row."""
+    disputes = store_disputes.list_open_disputes(
+        session, sae_id=sae_id, job_id=job_id, reason=reason, limit=limit, offset=offset
     )
-    rows = session.execute(query).all()
-    dispute_ids = [d.id for d, _, _ in rows]
-    feature_ids = [f.id for _, f, _ in rows]
-    reasons: dict[int, list[str]] = {i: [] for i in dispute_ids}
-    if dispute_ids:
-        for dispute_id, name in session.execute(
-            select(DisputeReason.dispute_id, DisputeReason.reason)
-            .where(DisputeReason.dispute_id.in_(dispute_ids))
-            .order_by(DisputeReason.reason)
-        ):
-            reasons[dispute_id].append(name)
-    labels: dict[int, list[Label]] = {i: [] for i in feature_ids}
+    feature_ids = [d.feature_id for d in disputes]
+    sae_names = dict(sae_choices(session))
+    first_candidate: dict[int, str] = {}
+    n_candidates: dict[int, int] = dict.fromkeys(feature_ids, 0)
     if feature_ids:
-        for label in session.scalars(
-            select(Label).where(Label.feature_id.in_(feature_ids)).order_by(Label.feature_id, Label.id)
+        for feature_id, text in session.execute(
+            select(Label.feature_id, Label.text)
+            .where(Label.feature_id.in_(feature_ids), Label.status == "candidate")
+            .order_by(Label.feature_id, Label.id)
         ):
-            labels[label.feature_id].append(label)
-    items = []
-    for dispute, feature, sae_name in rows:
-        own = labels[feature.id]
-        current = next((lb.text for lb in own if lb.id == feature.current_label_id), None)
-        first_candidate = next((lb.text for lb in own if lb.status == "candidate"), None)
-        items.append(
-            QueueItem(
-                dispute_id=dispute.id,
-                feature_id=feature.id,
-                sae_id=feature.sae_id,
-                sae_name=sae_name,
-                feature_index=feature.feature_index,
-                priority=dispute.priority,
-                density=feature.density,
-                reasons=tuple(reasons[dispute.id]),
-                label_text=current or first_candidate,
-                n_candidates=sum(1 for lb in own if lb.status == "candidate"),
-                updated_at=dispute.updated_at,
-            )
+            first_candidate.setdefault(feature_id, text)
+            n_candidates[feature_id] += 1
+    return [
+        QueueItem(
+            dispute_id=d.dispute_id,
+            feature_id=d.feature_id,
+            sae_id=d.sae_id,
+            sae_name=sae_names[d.sae_id],
+            feature_index=d.feature_index,
+            priority=d.priority,
+            density=d.density,
+            reasons=tuple(sorted(d.reason_names)),
+            label_text=d.current_label or first_candidate.get(d.feature_id),
+            n_candidates=n_candidates[d.feature_id],
+            updated_at=d.updated_at,
         )
-    return items
+        for d in disputes
+    ]
 
 
 def count_review_queue(
     session: Session, *, sae_id: int | None = None, job_id: int | None = None, reason: str | None = None
 ) -> int:
-    inner = _queue_query(sae_id=sae_id, job_id=job_id, reason=reason).with_only_columns(Dispute.id).subquery()
-    return session.scalar(select(func.count()).select_from(inner)) or 0
+    return store_disputes.count_open_disputes(session, sae_id=sae_id, job_id=job_id, reason=reason)
 
 
-def review_reason_counts(
-    session: Session, *, sae_id: int | None = None, job_id: int | None = None
-) -> dict[str, int]:
-    """Open disputes per reason (a dispute with two reasons counts under both), most frequent first."""
-    query = (
-        select(DisputeReason.reason, func.count(DisputeReason.id))
-        .join(Dispute, Dispute.id == DisputeReason.dispute_id)
-        .join(Feature, Feature.id == Dispute.feature_id)
-        .where(Dispute.status == "open")
-        .group_by(DisputeReason.reason)
-    )
-    if sae_id is not None:
-        query = query.where(Feature.sae_id == sae_id)
-    if job_id is not None:
-        query = query.where(Feature.job_id == job_id)
-    counts = {reason: count for reason, count in session.execute(query)}
+def review_reason_counts(session: Session, *, sae_id: int | None = None) -> dict[str, int]:
+    """Open disputes per reason within an SAE (or all), most frequent first; reasons with none included."""
+    counts = store_disputes.dispute_reason_counts(session, sae_id=sae_id)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
@@ -590,44 +546,53 @@ def _set_current_label(session: Session, feature: Feature, label_id: int) -> Non
     feature.current_label_id = label_id
 
 
-def _resolve_dispute(session: Session, feature_id: int, *, user_id: int, resolution: str) -> None:
-    """Close the feature's dispute (if it has one).
+def _resolve_dispute(session: Session, feature_id: int, *, user_id: int | None) -> None:
+    """A person decided: close the feature's dispute, if it has one (a label search can lead anywhere).
 
-    resolution "reviewer": a person decided, and re-evaluation keeps it closed for reasons already seen.
+    Its reasons stay as the record of what the reviewer saw; re-evaluation (store.disputes) reopens it
+    only for a reason not among them.
     """
     now = utcnow()
     session.execute(
         update(Dispute)
         .where(Dispute.feature_id == feature_id)
-        .values(status="resolved", resolution=resolution, resolved_by=user_id, resolved_at=now, updated_at=now)
+        .values(status="resolved", resolution="reviewer", resolved_by=user_id, resolved_at=now, updated_at=now)
     )
 
 
-def _flag(session: Session, feature_id: int, details: dict[str, Any]) -> None:
-    """Open (or reopen) the feature's dispute with a human_flag reason; a new dispute gets priority 1."""
-    row = {
-        "feature_id": feature_id,
-        "status": "open",
-        "priority": 1.0,
-        "resolution": None,
-        "resolved_by": None,
-        "resolved_at": None,
-        "created_at": utcnow(),
-        "updated_at": utcnow(),
-    }
+def _flag(session: Session, feature: Feature, *, user_id: int | None, user_name: str, note: str | None) -> None:
+    """Open (or reopen) the feature's dispute with a human_flag reason; the rules never remove it.
+
+    Priority comes from the same formula as the rules' (labeler.disputes.priority: a flag puts it first).
+    """
+    now = utcnow()
+    flag = {"user_id": user_id, "user_name": user_name, "note": note, "flagged_at": now.isoformat()}
     upsert_rows(
         session,
         Dispute.__table__,
-        [row],
+        [{"feature_id": feature.id, "status": "open", "priority": 0.0, "created_at": now, "updated_at": now}],
         keys=("feature_id",),
-        update=("status", "resolution", "resolved_by", "resolved_at", "updated_at"),
+        update=("status", "updated_at"),
     )
-    dispute_id = session.scalar(select(Dispute.id).where(Dispute.feature_id == feature_id))
+    dispute_id = session.scalar(select(Dispute.id).where(Dispute.feature_id == feature.id))
     upsert_rows(
         session,
         DisputeReason.__table__,
-        [{"dispute_id": dispute_id, "reason": HUMAN_FLAG, "details": details}],
+        [{"dispute_id": dispute_id, "reason": HUMAN_FLAG, "details": flag}],
         keys=("dispute_id", "reason"),
+    )
+    reasons = session.execute(
+        select(DisputeReason.reason, DisputeReason.details).where(DisputeReason.dispute_id == dispute_id)
+    ).all()
+    session.execute(
+        update(Dispute)
+        .where(Dispute.id == dispute_id)
+        .values(
+            priority=priority([(name, details or {}) for name, details in reasons], feature.density),
+            resolution=None,
+            resolved_by=None,
+            resolved_at=None,
+        )
     )
 
 
@@ -636,7 +601,7 @@ def _record(
     feature: Feature,
     *,
     action: str,
-    user_id: int,
+    user_id: int | None,
     user_name: str,
     before: dict[str, Any],
     note: str | None,
@@ -661,7 +626,7 @@ def _record(
 
 
 def accept_label(
-    session: Session, *, feature_id: int, label_id: int, user_id: int, user_name: str, note: str | None = None
+    session: Session, *, feature_id: int, label_id: int, user_id: int | None, user_name: str, note: str | None = None
 ) -> ReviewOutcome:
     """Make one label the feature's accepted label; the other live ones become superseded; resolve."""
     feature = _get_feature(session, feature_id, lock=True)
@@ -670,14 +635,14 @@ def accept_label(
         raise NotFoundError(f"label {label_id} is not a label of feature {feature_id}")
     before = _snapshot(session, feature)
     _set_current_label(session, feature, label_id)
-    _resolve_dispute(session, feature_id, user_id=user_id, resolution="reviewer")
+    _resolve_dispute(session, feature_id, user_id=user_id)
     return _record(
         session, feature, action="accept", user_id=user_id, user_name=user_name, before=before, note=_clean_note(note)
     )
 
 
 def edit_and_accept(
-    session: Session, *, feature_id: int, text: str, user_id: int, user_name: str, note: str | None = None
+    session: Session, *, feature_id: int, text: str, user_id: int | None, user_name: str, note: str | None = None
 ) -> ReviewOutcome:
     """Write the reviewer's own text as a source=human label and accept it; resolve the dispute."""
     text = _clean_text(text, what="label", max_chars=MAX_LABEL_CHARS)
@@ -686,14 +651,14 @@ def edit_and_accept(
     candidate = LabelCandidate(feature_index=feature.feature_index, text=text, source="human", method="review")
     (label_id,) = upsert_labels(session, feature_ids={feature.feature_index: feature.id}, candidates=[candidate])
     _set_current_label(session, feature, label_id)
-    _resolve_dispute(session, feature_id, user_id=user_id, resolution="reviewer")
+    _resolve_dispute(session, feature_id, user_id=user_id)
     return _record(
         session, feature, action="edit", user_id=user_id, user_name=user_name, before=before, note=_clean_note(note)
     )
 
 
 def reject_and_flag(
-    session: Session, *, feature_id: int, user_id: int, user_name: str, note: str | None = None
+    session: Session, *, feature_id: int, user_id: int | None, user_name: str, note: str | None = None
 ) -> ReviewOutcome:
     """Reject every live label and flag the feature (human_flag reason).
 
@@ -709,7 +674,7 @@ def reject_and_flag(
         update(Feature).where(Feature.id == feature_id).values(current_label_id=None, updated_at=utcnow())
     )
     feature.current_label_id = None
-    _flag(session, feature_id, {"by": user_name, "note": note})
+    _flag(session, feature, user_id=user_id, user_name=user_name, note=note)
     return _record(session, feature, action="reject", user_id=user_id, user_name=user_name, before=before, note=note)
 
 
@@ -717,7 +682,7 @@ def record_relabel(
     session: Session,
     *,
     feature_id: int,
-    user_id: int,
+    user_id: int | None,
     user_name: str,
     explain_model: str | None = None,
     note: str | None = None,
@@ -742,7 +707,7 @@ def record_relabel(
     )
 
 
-def add_note(session: Session, *, feature_id: int, user_id: int, user_name: str, note: str) -> ReviewOutcome:
+def add_note(session: Session, *, feature_id: int, user_id: int | None, user_name: str, note: str) -> ReviewOutcome:
     """A comment on the feature; changes no label and no dispute."""
     note = _clean_note(note)
     if note is None:

@@ -6,7 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from labeler.store import jobs as store_jobs
-from labeler.store.models import Dispute, DisputeReason, Feature, Label, ReviewEvent
+from labeler.store.models import Dispute, DisputeReason, Feature, Label, ReviewEvent, User
+from web_helpers import sign_in
+from web_seed import ADMIN
 
 
 @pytest.fixture
@@ -18,7 +20,8 @@ def api(client, seeded):
 def test_queue_orders_by_priority_counts_reasons_and_filters(api, seeded):
     body = api.get("/api/review/queue").json()
     assert body["total"] == 2
-    assert body["reason_counts"] == {"low_score": 2, "candidates_disagree": 1}
+    assert {r: n for r, n in body["reason_counts"].items() if n} == {"low_score": 2, "candidates_disagree": 1}
+    assert body["reason_counts"]["human_flag"] == 0, "every reason is listed"
     assert [i["feature_index"] for i in body["items"]] == [0, 1]
     assert body["items"][0]["reasons"] == ["candidates_disagree", "low_score"]
     assert body["items"][0]["n_candidates"] == 2
@@ -86,7 +89,8 @@ def test_reject_all_flags_and_keeps_the_dispute_open(api, seeded, db_session):
     dispute = db_session.scalar(select(Dispute).where(Dispute.feature_id == fid))
     assert (dispute.status, dispute.resolution, dispute.resolved_by) == ("open", None, None)
     reasons = dict(db_session.execute(select(DisputeReason.reason, DisputeReason.details).where(DisputeReason.dispute_id == dispute.id)).all())
-    assert reasons["human_flag"] == {"by": "rita", "note": "it fires on commas too"}
+    assert (reasons["human_flag"]["note"], reasons["human_flag"]["user_name"]) == ("it fires on commas too", "rita")
+    assert reasons["human_flag"]["user_id"] == db_session.scalar(select(User.id).where(User.name == "rita"))
     assert api.get("/api/review/queue").json()["reason_counts"]["human_flag"] == 1
 
 
@@ -133,9 +137,6 @@ def test_job_status_and_cancel(client, seeded, db_session):
 
 
 def test_jobs_page_shows_progress_and_cost(client, seeded, db_session):
-    from conftest import sign_in
-    from web_seed import ADMIN
-
     job_id = store_jobs.create_job(
         db_session, submission_id="s-2", sae_id=seeded.sae_id, dataset_id=seeded.dataset_id, config={}, shards=[(0, 6)]
     )

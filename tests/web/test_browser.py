@@ -12,7 +12,7 @@ import shutil
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from conftest import ARTIFACTS, DOCS
+from web_helpers import ARTIFACTS, DOCS
 from labeler.store.models import Dispute, Feature, Label, ReviewEvent
 from web_seed import ADMIN, IMG, REVIEWER, SCRIPT
 

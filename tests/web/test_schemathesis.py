@@ -21,7 +21,7 @@ from sqlalchemy import select
 from labeler.store import jobs as store_jobs
 from labeler.store.models import User
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 20
 STARTS_REAL_WORK = {("POST", "/api/jobs"), ("POST", "/api/features/{feature_id}/try"),
                     ("POST", "/api/features/{feature_id}/relabel")}
 

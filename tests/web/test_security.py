@@ -9,7 +9,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from conftest import csrf_of, sign_in
+from web_helpers import csrf_of, sign_in
 from labeler.store.models import Label, ReviewEvent
 from web_seed import ADMIN, REVIEWER
 

@@ -8,6 +8,7 @@ names, labels, score details, dispute details), to prove the UI shows it as text
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -29,6 +30,12 @@ WORDS = ["[CLS]", "The", " cat", " sat", " on", " the", " mat", ".", " A", " dog
 CONTEXT = 16
 ADMIN = ("ada", "ada-password-1")
 REVIEWER = ("rita", "rita-password-1")
+
+
+@lru_cache(maxsize=None)
+def password_hash(password: str) -> str:
+    """Hashed once per test session: scrypt is slow on purpose, and every test seeds the same users."""
+    return hash_password(password)
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,7 @@ def seed(session: Session, *, hostile: bool = False) -> Seeded:
     )
     tokens = {}
     for (name, password), role in ((ADMIN, "admin"), (REVIEWER, "reviewer")):
-        upsert_user(session, name=name, role=role, password_hash=hash_password(password))
+        upsert_user(session, name=name, role=role, password_hash=password_hash(password))
         tokens[role] = f"lbl_test_{role}_token_0123456789"
         set_api_token_hash(session, name=name, token_hash=hash_api_token(tokens[role]))
     session.commit()

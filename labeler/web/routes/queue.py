@@ -39,7 +39,7 @@ def queue_page(
         "total": total,
         "page": page,
         "n_pages": max(1, -(-total // PAGE_SIZE)),
-        "reason_counts": store_review.review_reason_counts(session, **filters),
+        "reason_counts": store_review.review_reason_counts(session, sae_id=filters["sae_id"]),
         "choices": store_review.queue_filters(session),
         "selected": {**filters, "reason": reason},
     }

@@ -31,12 +31,12 @@ def review_queue(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> QueueOut:
-    """Open disputes, highest priority first, with how many open disputes each reason has."""
+    """Open disputes, highest priority first; `reason_counts` covers the SAE filter only (every reason listed)."""
     filters = {"sae_id": sae_id, "job_id": job_id}
     items = store_review.list_review_queue(session, **filters, reason=reason, limit=limit, offset=offset)
     return QueueOut(
         total=store_review.count_review_queue(session, **filters, reason=reason),
-        reason_counts=store_review.review_reason_counts(session, **filters),
+        reason_counts=store_review.review_reason_counts(session, sae_id=sae_id),
         items=[QueueItemOut.model_validate(i) for i in items],
     )
 
