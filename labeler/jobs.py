@@ -106,6 +106,7 @@ def submit(request: SubmitRequest, *, on_queued: Callable[[Submission], None] | 
                     dataset_id=dataset_id,
                     config=config.model_dump(mode="json"),
                     shards=shards,
+                    n_tokens=dataset.n_tokens,
                 )
             )
     submission = Submission(submission_id=submission_id, job_ids=tuple(job_ids))

@@ -21,7 +21,14 @@ FINISHED = ("done", "failed", "cancelled")
 
 
 def create_job(
-    session: Session, *, submission_id: str, sae_id: int, dataset_id: int, config: dict, shards: list[tuple[int, int]]
+    session: Session,
+    *,
+    submission_id: str,
+    sae_id: int,
+    dataset_id: int,
+    config: dict,
+    shards: list[tuple[int, int]],
+    n_tokens: int,
 ) -> int:
     job = Job(submission_id=submission_id, sae_id=sae_id, dataset_id=dataset_id, config=config, status="queued")
     session.add(job)
@@ -30,7 +37,8 @@ def create_job(
         JobShard(job_id=job.id, shard_index=i, seq_start=a, seq_stop=b, status="pending")
         for i, (a, b) in enumerate(shards)
     )
-    session.add_all(JobProgress(job_id=job.id, stage=s, done=0, total=0) for s in STAGES)
+    totals = {"caching": n_tokens, "merging": 1}
+    session.add_all(JobProgress(job_id=job.id, stage=s, done=0, total=totals.get(s, 0)) for s in STAGES)
     session.flush()
     return job.id
 

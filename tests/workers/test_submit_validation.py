@@ -18,7 +18,9 @@ def wrong_width_sae(tmp_path):
     from sae_lens import StandardSAE, StandardSAEConfig
 
     folder = tmp_path / "wide_sae"
-    StandardSAE(StandardSAEConfig(d_in=512, d_sae=64, metadata={"hook_name": "blocks.3.hook_resid_post"})).save_model(str(folder))
+    cfg = StandardSAEConfig(d_in=512, d_sae=64)
+    cfg.metadata.hook_name = "blocks.3.hook_resid_post"
+    StandardSAE(cfg).save_model(str(folder))
     return folder
 
 
