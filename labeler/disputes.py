@@ -193,13 +193,14 @@ def _find_collisions(
     vectors = embeddings.of([ref.text for ref in everyone])
     for start in range(0, n_mine, COLLISION_ROWS_PER_CHUNK):
         stop = min(start + COLLISION_ROWS_PER_CHUNK, n_mine)
-        sims = vectors[start:stop] @ vectors.T  # [chunk, everyone]
+        # columns from `start` on: pairs inside `labels` are compared once (upper triangle), halving the work
+        sims = vectors[start:stop] @ vectors[start:].T  # [chunk, everyone from start]
         rows, cols = np.nonzero(sims >= threshold)
         for r, c in zip(rows.tolist(), cols.tolist()):
-            i = start + r
-            if c < n_mine and c <= i:
-                continue  # pairs inside `labels` are seen once, from the lower index
-            add(everyone[i], everyone[c], round(float(min(sims[r, c], 1.0)), 4))
+            i, j = start + r, start + c
+            if j < n_mine and j <= i:
+                continue
+            add(everyone[i], everyone[j], round(float(min(sims[r, c], 1.0)), 4))
     return {
         index: sorted(partners.values(), key=lambda p: (-p.similarity, p.feature_index))
         for index, partners in found.items()

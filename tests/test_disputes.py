@@ -120,6 +120,28 @@ def test_collision_search_is_one_vectorised_pass_over_many_labels():
     assert found[300][0].feature_index == 5 and found[5][0].feature_index == 300
 
 
+def test_chunked_collision_search_equals_all_pairs(monkeypatch):
+    """Chunks of 7 rows over 40 labels (plus 10 stored ones) find exactly the pairs a full matrix finds."""
+    import itertools
+
+    import labeler.disputes as disputes
+    from labeler.embed import embed_texts
+
+    topics = ["python functions", "French cooking", "criticism of EA", "numbers in tables", "weather reports"]
+    texts = [f"{topics[i % 5]}{' and more' * (i % 3)}" for i in range(50)]
+    mine = [LabelRef(i, t) for i, t in enumerate(texts[:40])]
+    stored = [LabelRef(i, t) for i, t in enumerate(texts[40:], start=40)]
+    vectors = embed_texts(texts)
+    expected = {
+        (a, b) for a, b in itertools.combinations(range(50), 2)
+        if (a < 40 or b < 40) and float(vectors[a] @ vectors[b]) >= 0.9
+    }
+    monkeypatch.setattr(disputes, "COLLISION_ROWS_PER_CHUNK", 7)
+    found = find_collisions(mine, 0.9, against=stored)
+    pairs = {tuple(sorted((index, p.feature_index))) for index, partners in found.items() for p in partners}
+    assert pairs == expected and len(expected) > 50
+
+
 def test_failed_and_human_flag_are_carried_as_reasons():
     failed = feature(0, label_state="failed", label_error="ExplanationParseError: no label in 3 answers")
     flagged = feature(1, CandidateInput("python def", 1, scores=scores(detection=0.9)),
