@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labeler.errors import ConfigError, LabelerError, NotFoundError
-from labeler.settings import get_settings
+from labeler.settings import Settings, get_settings
 from labeler.store import users as store_users
 from labeler.store.db import session_scope
 from labeler.web.security import MIN_PASSWORD_CHARS, hash_api_token, hash_password, new_api_token
@@ -19,7 +19,7 @@ from labeler.web.security import MIN_PASSWORD_CHARS, hash_api_token, hash_passwo
 console = Console()
 user_app = typer.Typer(no_args_is_help=True, help="Web users: reviewers and admins.")
 PASSWORD_ENV = "LABELER_USER_PASSWORD"
-DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+DEFAULT_SECRET_KEY = Settings.model_fields["secret_key"].default  # public: in the source of every install
 
 
 def _is_loopback(host: str) -> bool:
