@@ -28,7 +28,6 @@ from labeler.store.models import (
     DisputeReason,
     Example,
     Feature,
-    Job,
     Label,
     ReviewEvent,
     Score,
@@ -484,10 +483,6 @@ def search_labels(
 
 def sae_choices(session: Session) -> list[tuple[int, str]]:
     return [(sae_id, name) for sae_id, name in session.execute(select(SAE.id, SAE.name).order_by(SAE.id))]
-
-
-def job_exists(session: Session, *, job_id: int) -> bool:
-    return session.get(Job, job_id) is not None
 
 
 # ---------------------------------------------------------------- actions
