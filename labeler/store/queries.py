@@ -8,14 +8,14 @@ the benchmark run exactly what the documentation shows.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Integer, String, column, func, select, table, text, tuple_
 from sqlalchemy.orm import Session
 
 from labeler.errors import ConfigError, NotFoundError
-from labeler.store.models import SAE, Feature, Label, Score
+from labeler.store.models import SAE, Dataset, Feature, Label, Score
 
 SCORE_METHODS = ("detection", "fuzzing", "embedding", "simulation")
 # Labels read per round trip when streaming records out: bounded memory at a million labels.
@@ -152,14 +152,23 @@ class LabelRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    prompt_hash: str | None = None
     label_id: int | None = None  # the id in the database it came from; informational
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def iter_label_records(
-    session: Session, *, sae_id: int | None = None, chunk: int = EXPORT_CHUNK_LABELS
+    session: Session,
+    *,
+    sae_id: int | None = None,
+    feature_indices: Sequence[int] | None = None,
+    chunk: int = EXPORT_CHUNK_LABELS,
 ) -> Iterator[LabelRecord]:
-    """Every label (all statuses) with its scores, by SAE, feature index and label id, in bounded chunks."""
+    """Every label (all statuses) with its scores, by SAE, feature index and label id, in bounded chunks.
+
+    `feature_indices` (with `sae_id`) restricts it to those features.
+    """
+    if feature_indices is not None and sae_id is None:
+        raise ConfigError("feature_indices needs sae_id: feature indices are per SAE")
     after: tuple[int, int, int] = (-1, -1, -1)
     while True:
         stmt = (
@@ -169,6 +178,8 @@ def iter_label_records(
         )
         if sae_id is not None:
             stmt = stmt.where(Feature.sae_id == sae_id)
+        if feature_indices is not None:
+            stmt = stmt.where(Feature.feature_index.in_([int(i) for i in feature_indices]))
         stmt = stmt.where(tuple_(Feature.sae_id, Feature.feature_index, Label.id) > after)
         rows = session.execute(
             stmt.order_by(Feature.sae_id, Feature.feature_index, Label.id).limit(chunk)
@@ -196,10 +207,44 @@ def iter_label_records(
                 prompt_tokens=label.prompt_tokens,
                 completion_tokens=label.completion_tokens,
                 cost_usd=label.cost_usd,
+                prompt_hash=label.prompt_hash,
                 label_id=label.id,
             )
         last_label, last_sae, last_index = rows[-1][0], rows[-1][1], rows[-1][2]
         after = (last_sae, last_index, last_label.id)
+
+
+@dataclass(frozen=True)
+class SAEInfo:
+    """What an export needs to name an SAE; `tokenizer` decodes its examples (None: no examples cached)."""
+
+    id: int
+    name: str
+    release: str | None
+    sae_id: str | None
+    model_name: str
+    hook_name: str
+    d_sae: int
+    tokenizer: str | None
+
+
+def sae_info(session: Session, *, sae_id: int) -> SAEInfo:
+    sae = session.get(SAE, sae_id)
+    if sae is None:
+        raise NotFoundError(f"no SAE with id {sae_id}; `labeler labels` lists the SAEs that have labels")
+    tokenizer = session.scalar(
+        select(Dataset.tokenizer).join(Feature, Feature.dataset_id == Dataset.id).where(Feature.sae_id == sae_id).limit(1)
+    )
+    return SAEInfo(sae.id, sae.name, sae.release, sae.sae_id, sae.model_name, sae.hook_name, sae.d_sae, tokenizer)
+
+
+def sae_ids_with_features(session: Session) -> list[int]:
+    return list(session.scalars(select(Feature.sae_id).distinct().order_by(Feature.sae_id)))
+
+
+def feature_indices_of(session: Session, *, sae_id: int) -> list[int]:
+    """Every stored feature index of one SAE, ascending."""
+    return list(session.scalars(select(Feature.feature_index).where(Feature.sae_id == sae_id).order_by(Feature.feature_index)))
 
 
 # ---------------------------------------------------------------- documented queries (docs/sql.md)
