@@ -11,7 +11,7 @@ would, so scorers can be checked for real values:
 
 It injects faults on purpose: 429 (with retry-after-ms), 500, timeout (hangs until the client gives up),
 and 200 answers that are useless (garbage, truncated JSON, empty, refusal, too long). Whether a request
-fails is decided by hash(canonical request, how many times that exact request was received), so a retry
+fails is decided by hash(request body, how many times that exact body was received), so a retry
 of the same request can succeed and a run is reproducible. `stats()` (or GET /stats) counts requests and
 how often each distinct request was *paid* (answered 200), which is how tests check that no identical
 request is paid for twice.
@@ -75,8 +75,8 @@ class ServerConfig:
 class ServerStats:
     received: int = 0
     by_outcome: Counter = field(default_factory=Counter)
-    seen: Counter = field(default_factory=Counter)  # canonical request hash -> receptions
-    paid: Counter = field(default_factory=Counter)  # canonical request hash -> 200 answers
+    seen: Counter = field(default_factory=Counter)  # sha256 of the request body -> receptions
+    paid: Counter = field(default_factory=Counter)  # sha256 of the request body -> 200 answers
 
     def as_dict(self) -> dict:
         return {
@@ -181,12 +181,12 @@ def answer_logprobs(text: str, probs: list[float] | None, top_n: int) -> list[di
             top = [(tok, 0.0)]
         top.sort(key=lambda t: -t[1])
         chosen = next(lp for t, lp in top if t == tok)
-        content.append(
+        content.append(  # "bytes" left null (allowed by the API): nobody here reads it, and it is not free
             {
                 "token": tok,
                 "logprob": chosen,
-                "bytes": list(tok.encode()),
-                "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top[:top_n]],
+                "bytes": None,
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top[:top_n]],
             }
         )
     return content
@@ -344,7 +344,7 @@ class LLMTestServer:
             messages = request["messages"]
         except (ValueError, KeyError, TypeError):
             return 400, {"error": {"message": "body must be JSON with messages"}}, {}
-        digest = hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()  # the openai client serialises one request the same way each time
         fault = self._decide_fault(request, digest)
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
@@ -374,6 +374,9 @@ class LLMTestServer:
             if want_logprobs:
                 choice["logprobs"] = {"content": answer_logprobs(text, probs, top_n)}
             choices.append(choice)
+        if reader.at_eof():  # the client gave up (timed out) while we worked: nothing is delivered or paid
+            self._count("abandoned")
+            return 0, None, {}
         self._count(fault or "ok", paid=digest)
         prompt_tokens = sum(estimate_tokens(m.get("content") or "") for m in messages)
         completion_tokens = sum(estimate_tokens(c["message"]["content"]) for c in choices)

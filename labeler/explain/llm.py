@@ -40,6 +40,8 @@ class LLMExplainer:
         self.client = llm.explain
         self.show_values = config.show_activation_values
         self.max_attempts = max_attempts
+        # plans made for the ledger prefetch, kept until `explain` uses them (prompts are built once)
+        self._plans: dict[tuple[int, int], tuple[Sequence[Window], int, list[ChatRequest], list[ChatRequest]]] = {}
 
     @classmethod
     def from_config(cls, *, config: LabelConfig, llm: LLMContext | None) -> "LLMExplainer":
@@ -74,28 +76,37 @@ class LLMExplainer:
             for j in range(count)
         ]
 
+    def _plan(self, feature: FeatureExamples, shown: Sequence[Window], n_candidates: int):
+        """(attempt requests, top-up requests), from the memo when planning already built them for `shown`."""
+        memo = self._plans.pop((feature.sae_id, feature.feature_index), None)
+        if memo is not None and memo[0] is shown and memo[1] == n_candidates:
+            return memo[2], memo[3]
+        messages = self.messages(feature, shown)
+        top_ups = self._top_ups(messages, n_candidates - 1) if n_candidates > 1 else []
+        return self._attempts(messages, n_candidates), top_ups
+
     async def planned_requests(self, feature: FeatureExamples, shown: Sequence[Window], n_candidates: int) -> list[ChatRequest]:
         """Every request `explain` may send, so a batch can look them all up in the ledger at once."""
         if not shown:
             return []
-        messages = self.messages(feature, shown)
-        extra = self._top_ups(messages, n_candidates - 1) if n_candidates > 1 else []
-        return self._attempts(messages, n_candidates) + extra
+        attempts, top_ups = self._plan(feature, shown, n_candidates)
+        self._plans[(feature.sae_id, feature.feature_index)] = (shown, n_candidates, attempts, top_ups)
+        return attempts + top_ups
 
     async def explain(self, feature: FeatureExamples, shown: Sequence[Window], n_candidates: int) -> list[LabelCandidate]:
         if not shown:
             raise ExplanationParseError(f"feature {feature.feature_index}: no windows to show the explainer")
-        messages = self.messages(feature, shown)
+        attempts, top_ups = self._plan(feature, shown, n_candidates)
         candidates: list[LabelCandidate] = []
         seen: set[str] = set()
         reasons: list[str] = []
-        for request in self._attempts(messages, n_candidates):
+        for request in attempts:
             answers = [(request, await self.client.complete(request))]
             missing = n_candidates - len(answers[0][1].choices)
             if n_candidates > 1 and missing > 0:  # the endpoint ignored n
-                top_ups = self._top_ups(messages, missing)
-                replies = await asyncio.gather(*(self.client.complete(r) for r in top_ups))
-                answers += list(zip(top_ups, replies))
+                extra = top_ups[:missing]
+                replies = await asyncio.gather(*(self.client.complete(r) for r in extra))
+                answers += list(zip(extra, replies))
             for req, answer in answers:
                 self._collect(feature, req, answer, candidates, seen, reasons)
             if candidates:

@@ -1,7 +1,7 @@
 """Everything the LLM stages of one job share: a client per stage, one ledger, one budget, one semaphore.
 
-`async with context:` opens the HTTP connection pools in the running event loop (one pool per distinct
-endpoint, sized to the concurrency) and closes them on exit; it may be nested. The explain and score
+`async with context:` opens the HTTP connections in the running event loop (`concurrency` connections
+per distinct endpoint) and closes them on exit; it may be nested. The explain and score
 stages may point at different endpoints and models, but they share the concurrency limit, so one worker
 process never has more than `concurrency` requests in flight.
 """
@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from labeler.llm.budget import Budget
-from labeler.llm.client import ClientOptions, Endpoint, LLMClient, open_http
+from labeler.llm.client import ClientOptions, Endpoint, LLMClient, Pools
 from labeler.llm.ledger import Ledger
 
 
@@ -55,11 +55,11 @@ class LLMContext:
         if self._depth == 0:
             semaphore = asyncio.Semaphore(self.options.concurrency)
             inflight: dict = {}
-            pools: dict[tuple[str, str], object] = {}
+            pools: dict[tuple[str, str], Pools] = {}
             for client in self.clients:
                 key = (client.endpoint.base_url, client.endpoint.api_key)
                 if key not in pools:
-                    pools[key] = open_http(client.endpoint, self.options)
+                    pools[key] = Pools(client.endpoint, self.options)
                 client.connect(pools[key], semaphore, inflight)
             self._http = list(pools.values())
         self._depth += 1

@@ -7,6 +7,7 @@ joined with spaces except before "##". Newlines become a visible "\\n" so one wi
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -27,25 +28,26 @@ def window_tokens(window: Window) -> tuple[str, ...]:
     return window.token_strs
 
 
-_BPE_MARKS = str.maketrans({"Ġ": " ", "▁": " ", "Ċ": "\n", "ĉ": "\t"})
+# one translate per window: BPE space / newline / tab marks, and newlines made visible so a window is one line
+_TO_TEXT = str.maketrans({"Ġ": " ", "▁": " ", "Ċ": "\\n", "ĉ": "\t", "\n": "\\n", "\r": None})
+_SEP = "\x00"
 
 
-def _clean(piece: str) -> str:
-    return piece.replace("\r", "").replace("\n", "\\n")
-
-
-def token_pieces(tokens: Sequence[str]) -> list[str]:
+def token_pieces(tokens: Sequence[str]) -> tuple[str, ...]:
     """Each token as it reads in running text, with its own leading space where one belongs."""
-    space_prefixed = any(t[:1] in (" ", "Ġ", "▁", "Ċ") for t in tokens)
-    if space_prefixed:
-        return [_clean(t.translate(_BPE_MARKS)) for t in tokens]
-    pieces = []
-    for i, t in enumerate(tokens):
-        if t.startswith("##"):
-            pieces.append(_clean(t[2:]))
-        else:
-            pieces.append(_clean(t if i == 0 else " " + t))
-    return pieces
+    return _pieces(tuple(tokens))
+
+
+@lru_cache(maxsize=1 << 15)  # a window is rendered for the explainer or scorers several times per run
+def _pieces(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    if not tokens:
+        return ()
+    if not any(t[:1] in (" ", "Ġ", "▁", "Ċ") for t in tokens):  # WordPiece: spaces between words
+        tokens = tuple(t[2:] if t.startswith("##") else (t if i == 0 else " " + t) for i, t in enumerate(tokens))
+    pieces = _SEP.join(tokens).translate(_TO_TEXT).split(_SEP)
+    if len(pieces) != len(tokens):  # a token held the separator itself
+        pieces = [t.translate(_TO_TEXT) for t in tokens]
+    return tuple(pieces)
 
 
 def render(tokens: Sequence[str], marked: Sequence[bool] | np.ndarray | None = None) -> str:

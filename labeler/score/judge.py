@@ -57,6 +57,8 @@ class LLMJudgeScorer:
             raise ConfigError(f"the {self.name} scorer needs an LLM endpoint: set LABELER_LLM_BASE_URL")
         self.client = llm.score
         self.max_attempts = max_attempts
+        # plans made for the ledger prefetch, kept until `score` uses them (contexts are rendered once)
+        self._plans: dict[tuple[int, int, str], tuple[Sequence[Window], Sequence[Window], Trial | str, list]] = {}
 
     @classmethod
     def from_config(cls, *, config: LabelConfig, llm: LLMContext | None):
@@ -82,22 +84,29 @@ class LLMJudgeScorer:
             top_logprobs=TOP_LOGPROBS if logprobs else None,
         )
 
+    async def _plan(self, label, feature, activating, non_activating) -> tuple[Trial | str, list[ChatRequest]]:
+        memo = self._plans.pop((feature.sae_id, feature.feature_index, label), None)
+        if memo is not None and memo[0] is activating and memo[1] is non_activating:
+            return memo[2], memo[3]
+        trial = self.trial(label, feature, activating, non_activating)
+        if isinstance(trial, str):
+            return trial, []
+        return trial, self._requests(label, trial, await self.client.supports_logprobs())
+
     async def planned_requests(
         self, label: str, feature: FeatureExamples, activating: Sequence[Window], non_activating: Sequence[Window]
     ) -> list[ChatRequest]:
-        trial = self.trial(label, feature, activating, non_activating)
-        if isinstance(trial, str):
-            return []
-        return self._requests(label, trial, await self.client.supports_logprobs())
+        trial, requests = await self._plan(label, feature, activating, non_activating)
+        self._plans[(feature.sae_id, feature.feature_index, label)] = (activating, non_activating, trial, requests)
+        return requests
 
     async def score(
         self, label: str, feature: FeatureExamples, activating: Sequence[Window], non_activating: Sequence[Window]
     ) -> ScoreResult:
-        trial = self.trial(label, feature, activating, non_activating)
+        trial, requests = await self._plan(label, feature, activating, non_activating)
         if isinstance(trial, str):
             return ScoreResult(self.name, self.client.model, None, 0, {"skipped": trial})
-        logprobs = await self.client.supports_logprobs()
-        requests = self._requests(label, trial, logprobs)
+        logprobs = requests[0].logprobs
         verdicts, answer = await first_parsed(
             self.client,
             requests,

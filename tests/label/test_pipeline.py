@@ -66,7 +66,7 @@ def test_several_candidates_are_each_scored(llm_server):
 def test_with_injected_faults_every_feature_ends_labelled_or_failed_with_a_reason(llm_server):
     server = llm_server(fault_rate=0.2, fault_kinds=("429", "500", "timeout", "garbage", "truncated"))
     ledger = Ledger()
-    llm = context_for(server, ledger=ledger, timeout_s=1.0, max_retries=3, concurrency=16)
+    llm = context_for(server, ledger=ledger, timeout_s=2.0, max_retries=3, concurrency=16)
     results = run(features(24), llm)
     assert {r.status for r in results} <= {"labelled", "failed"}
     for r in results:
@@ -81,7 +81,7 @@ def test_with_injected_faults_every_feature_ends_labelled_or_failed_with_a_reaso
     paid = [e.request_hash for r in results for e in r.llm_calls]
     assert len(paid) == len(set(paid)) == stats["distinct_paid"]
     received = stats["received"]
-    run(features(24), context_for(server, ledger=ledger, timeout_s=1.0, max_retries=3))
+    run(features(24), context_for(server, ledger=ledger, timeout_s=2.0, max_retries=3))
     assert server.stats()["received"] == received  # what was paid for is never asked again
 
 

@@ -172,3 +172,25 @@ def test_the_ledger_prefetches_in_one_load_and_asks_once_per_hash():
     ledger.prefetch(["a", "c"])
     assert asked == [["a", "b"], ["c"]]
     assert ledger.n_loads == 2
+
+
+def test_a_200_answer_without_choices_is_an_llm_error_and_not_cached(llm_server):
+    server = llm_server()
+
+    async def go():
+        llm = context_for(server)
+        async with llm:
+            original = server._chat
+
+            async def error_body(body, reader):
+                return 200, {"error": {"message": "upstream provider overloaded"}}, {}
+
+            server._chat = error_body
+            try:
+                await llm.explain.complete(llm.explain.request(HELLO))
+            finally:
+                server._chat = original
+        return llm
+
+    with pytest.raises(LLMError, match="answered without choices: .*upstream provider overloaded"):
+        run(go())

@@ -21,7 +21,7 @@ def test_bpe_tokens_keep_their_spaces_and_runs_of_marks_merge():
 
 
 def test_wordpiece_tokens_join_with_spaces_except_continuations():
-    assert token_pieces(["[CLS]", "play", "##ing", "ball"]) == ["[CLS]", " play", "ing", " ball"]
+    assert token_pieces(["[CLS]", "play", "##ing", "ball"]) == ("[CLS]", " play", "ing", " ball")
     assert render(["play", "##ing", "ball"], [False, True, False]) == "play<<ing>> ball"
 
 
@@ -30,3 +30,7 @@ def test_activation_levels_are_relative_to_the_feature_max():
     assert activation_levels(w, feature_max=10.0).tolist() == [0, 5, 10]
     assert activation_levels(w, feature_max=20.0).tolist() == [0, 2, 5]
     assert active_token_values(w, 10.0) == "<<b>>=5, <<c>>=10"
+
+
+def test_odd_characters_inside_tokens_keep_one_piece_per_token():
+    assert token_pieces([" a\x00b", " c\r\n"]) == (" a\x00b", " c\\n")
