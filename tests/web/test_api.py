@@ -8,7 +8,7 @@ from sqlalchemy import select
 from labeler.store import jobs as store_jobs
 from labeler.store.models import Dispute, DisputeReason, Feature, Label, ReviewEvent, User
 from web_helpers import sign_in
-from web_seed import ADMIN
+from web_seed import ADMIN, add_job
 
 
 @pytest.fixture
@@ -122,9 +122,7 @@ def test_label_search(api, seeded):
 
 
 def test_job_status_and_cancel(client, seeded, db_session):
-    job_id = store_jobs.create_job(
-        db_session, submission_id="s-1", sae_id=seeded.sae_id, dataset_id=seeded.dataset_id, config={}, shards=[(0, 3), (3, 6)]
-    )
+    job_id = add_job(db_session, seeded, submission_id="s-1")
     store_jobs.set_progress(db_session, job_id=job_id, stage="caching", done=1, total=2)
     db_session.commit()
     reviewer = {"Authorization": f"Bearer {seeded.reviewer_token}"}
@@ -137,9 +135,7 @@ def test_job_status_and_cancel(client, seeded, db_session):
 
 
 def test_jobs_page_shows_progress_and_cost(client, seeded, db_session):
-    job_id = store_jobs.create_job(
-        db_session, submission_id="s-2", sae_id=seeded.sae_id, dataset_id=seeded.dataset_id, config={}, shards=[(0, 6)]
-    )
+    job_id = add_job(db_session, seeded, submission_id="s-2")
     store_jobs.set_progress(db_session, job_id=job_id, stage="explaining", done=3, total=4)
     store_jobs.store_job_cost(db_session, job_id=job_id, prompt_tokens=1000, completion_tokens=50, cost_usd=0.0123)
     db_session.commit()

@@ -18,8 +18,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from sqlalchemy import select
 
-from labeler.store import jobs as store_jobs
 from labeler.store.models import User
+from web_seed import add_job
 
 EXAMPLES_PER_OPERATION = 20
 STARTS_REAL_WORK = {("POST", "/api/jobs"), ("POST", "/api/features/{feature_id}/try"),
@@ -35,9 +35,7 @@ def strategy_for(operation, existing: dict[str, int]):
 
 
 def test_api_has_no_server_errors(app, seeded, db_session):
-    job_id = store_jobs.create_job(
-        db_session, submission_id="fuzz", sae_id=seeded.sae_id, dataset_id=seeded.dataset_id, config={}, shards=[(0, 6)]
-    )
+    job_id = add_job(db_session, seeded, submission_id="fuzz")
     db_session.commit()
     existing = {
         "feature_id": seeded.feature_ids[0],

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from labeler.store.features import replace_examples, upsert_features
+from labeler.store.jobs import create_job
 from labeler.store.labels import upsert_labels, upsert_scores
 from labeler.store.models import Dispute, DisputeReason
 from labeler.store.sources import upsert_dataset, upsert_sae, upsert_sequences, upsert_vocab
@@ -184,3 +185,16 @@ def seed(session: Session, *, hostile: bool = False) -> Seeded:
         set_api_token_hash(session, name=name, token_hash=hash_api_token(tokens[role]))
     session.commit()
     return Seeded(sae_id, dataset_id, feature_ids, label_ids, tokens["admin"], tokens["reviewer"], hostile)
+
+
+def add_job(session: Session, seeded: Seeded, *, submission_id: str) -> int:
+    """A queued job on the seeded SAE and dataset (two shards), through the store like a submission."""
+    return create_job(
+        session,
+        submission_id=submission_id,
+        sae_id=seeded.sae_id,
+        dataset_id=seeded.dataset_id,
+        config={},
+        shards=[(0, 3), (3, 6)],
+        n_tokens=CONTEXT * 6,
+    )
