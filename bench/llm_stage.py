@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import openai  # noqa: E402
 from llm_server import synthetic_feature  # noqa: E402
 
 from labeler.config import LabelConfig  # noqa: E402

@@ -59,6 +59,7 @@ class ServerConfig:
     fault_kinds: tuple[str, ...] = DEFAULT_FAULTS
     fault_only_seed: int | None = None  # inject faults only into requests with this seed (None: any)
     fault_first_n: int | None = None  # instead of fault_rate: the first n receptions of each request fail
+    fault_only_task: str | None = None  # inject faults only into one task: explain | detection | fuzzing | simulation
     ignore_n: bool = False  # behave like an endpoint that ignores `n` (always one choice)
     require_key: str | None = None  # answer 401 unless this bearer key is sent
     logprobs: bool = True  # False: behave like an endpoint that ignores `logprobs`
@@ -147,16 +148,22 @@ def simulate(user: str) -> list[list[int]]:
     return predictions
 
 
+def task_of(system: str) -> str:
+    text = system.lower()
+    if "simulate" in text:
+        return "simulation"
+    if "judge" in text:
+        return "fuzzing" if "marked tokens" in text else "detection"
+    return "explain"
+
+
 def answer_for(system: str, user: str, choice: int) -> tuple[str, list[float] | None]:
     """The answer text, and per-number confidence for the 0/1 judges (used for logprobs)."""
-    task = system.lower()
-    if "simulate" in task:
+    task = task_of(system)
+    if task == "simulation":
         return json.dumps(simulate(user), separators=(",", ":")), None
-    if "marked tokens" in task and "judge" in task:
-        probs = judge_fuzzing(user)
-        return json.dumps([int(p >= 0.5) for p in probs]), probs
-    if "judge" in task:
-        probs = judge_detection(user)
+    if task in ("detection", "fuzzing"):
+        probs = judge_fuzzing(user) if task == "fuzzing" else judge_detection(user)
         return json.dumps([int(p >= 0.5) for p in probs]), probs
     return answer_explain(user, choice), None
 
@@ -330,6 +337,10 @@ class LLMTestServer:
             return None
         if cfg.fault_only_seed is not None and request.get("seed") != cfg.fault_only_seed:
             return None
+        if cfg.fault_only_task is not None:
+            system = next((m.get("content") or "" for m in request.get("messages", []) if m.get("role") == "system"), "")
+            if task_of(system) != cfg.fault_only_task:
+                return None
         h = hashlib.sha256(f"{digest}#{n}".encode()).digest()
         if cfg.fault_first_n is not None:
             if n >= cfg.fault_first_n:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Sequence
 
 from labeler.config import LabelConfig
-from labeler.errors import BudgetExceededError, ConfigError, LLMError
+from labeler.errors import BudgetExceededError, LLMError
 from labeler.explain import build_explainer
 from labeler.label.split import ExampleSplit, split_examples
 from labeler.llm import Account, LLMContext, current_account
@@ -147,7 +147,8 @@ class _Run:
                 work.status, work.error = PENDING, str(outcome)
                 return
             if isinstance(outcome, LLMError):
-                errors.append(f"{name} scorer: {outcome}")
+                message = str(outcome)
+                errors.append(message if message.startswith(f"{name} scorer") else f"{name} scorer: {message}")
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
@@ -204,10 +205,3 @@ async def label_features(
         await _gather_strict([run.chunk(works[i : i + size], slots) for i in range(0, len(works), size)])
     return [w.result() for w in works]
 
-
-def check_scorers(names: Sequence[str]) -> None:
-    """Fail early on a misspelt scorer name (ConfigError lists the known ones)."""
-    for name in names:
-        scorer_class(name)
-    if len(set(names)) != len(names):
-        raise ConfigError(f"scorers listed twice: {list(names)}")

@@ -71,7 +71,7 @@ def test_with_injected_faults_every_feature_ends_labelled_or_failed_with_a_reaso
     assert {r.status for r in results} <= {"labelled", "failed"}
     for r in results:
         if r.status == "failed":
-            assert r.error and ("explain:" in r.error or "scorer:" in r.error)
+            assert r.error and (r.error.startswith("explain: ") or " scorer" in r.error)
         else:
             assert r.candidates and {s.method for _, s in r.scores} == set(SCORERS)
     assert sum(r.status == "labelled" for r in results) >= 12
@@ -126,3 +126,12 @@ def test_auto_picks_the_llm_only_when_there_is_an_endpoint(llm_server):
     assert resolve_explainer("llm", None) == "llm"
     with pytest.raises(ConfigError, match="LABELER_LLM_BASE_URL"):
         asyncio.run(label_features(features(1), config=LabelConfig(), llm=None, explainer="llm"))
+
+
+def test_a_scorer_without_usable_answers_fails_the_feature_but_keeps_what_was_found(llm_server):
+    server = llm_server(fault_rate=1.0, fault_kinds=("garbage",), fault_only_task="detection")
+    [result] = run(features(1), context_for(server), LabelConfig(scorers=("detection", "fuzzing")))
+    assert result.status == "failed"
+    assert result.error.startswith("detection scorer on feature 0: no usable answer in 3 attempts (the answer holds no JSON list")
+    assert [c.text for c in result.candidates] == ['the word "class"']
+    assert [s.method for _, s in result.scores] == ["fuzzing"]
