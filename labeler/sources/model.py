@@ -101,7 +101,7 @@ class LoadedModel:
             raise _StopForward
 
         tokens = tokens.to(self.device)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: callers may edit the result in place
             hook_point.add_hook(capture, level=_CAPTURE_LEVEL)
             try:
                 self.model(tokens, return_type=None)

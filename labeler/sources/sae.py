@@ -41,7 +41,7 @@ class LoadedSAE:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[..., d_in] -> [..., d_sae] feature activations, without autograd."""
         param = next(self.sae.parameters())
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: callers may edit the result in place
             return self.sae.encode(x.to(device=param.device, dtype=param.dtype))
 
     def store_fields(self, model_name: str) -> dict:
