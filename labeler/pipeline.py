@@ -273,10 +273,20 @@ def try_text(*, sae_id: int, feature_index: int, text: str) -> list[tuple[str, f
         from labeler.errors import ConfigError
 
         raise ConfigError(f"feature {feature_index} out of range; the SAE has {sae.d_sae} features")
-    token_ids = model.encode_text(text)
+    token_ids = text_to_token_ids(model, text)
     acts = feature_activations_on_tokens(model, sae, token_ids)[:, feature_index]
     vocab = model.vocab()
     return [(vocab.get(int(t), f"<{int(t)}>"), float(a)) for t, a in zip(token_ids.tolist(), acts.tolist())]
+
+
+TRY_TEXT_MAX_TOKENS = 512
+
+
+def text_to_token_ids(model, text: str) -> torch.Tensor:
+    """The start token, then the text's tokens (no other specials), as sequences are built from datasets."""
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][: TRY_TEXT_MAX_TOKENS - 1]
+    start = model.start_token_id()
+    return torch.tensor(([start] if start is not None else []) + list(ids), dtype=torch.long)
 
 
 STEPS: dict[str, Callable[..., list[Work]]] = {
