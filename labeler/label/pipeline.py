@@ -111,6 +111,19 @@ class _Run:
             needs_llm = getattr(scorer_class(name), "needs_llm", False)
             self.scorers[name] = None if needs_llm and llm is None else build_scorer(name, config=config, llm=llm)
 
+    async def probe_logprobs(self, account: Account) -> None:
+        """Ask for the logprobs probe first, before the queue fills: the scorers' planning waits on it.
+
+        Errors are left to the planning step that needs the answer (it reports them per feature).
+        """
+        if self.llm is None or not any(s is not None and getattr(s, "needs_llm", False) for s in self.scorers.values()):
+            return
+        current_account.set(account)
+        try:
+            await self.llm.score.supports_logprobs()
+        except LLMError:
+            pass
+
     def prefetch(self, requests) -> None:
         if self.llm is not None and requests:
             self.llm.ledger.prefetch(r.hash for r in requests)
@@ -202,6 +215,8 @@ async def label_features(
     size = llm.options.concurrency if llm is not None else 64
     slots = asyncio.Semaphore(CHUNKS_IN_FLIGHT)
     async with llm if llm is not None else nullcontext():
-        await _gather_strict([run.chunk(works[i : i + size], slots) for i in range(0, len(works), size)])
+        probe = run.probe_logprobs(works[0].account) if works else None
+        chunks = [run.chunk(works[i : i + size], slots) for i in range(0, len(works), size)]
+        await _gather_strict([*chunks, *([probe] if probe is not None else [])])
     return [w.result() for w in works]
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -56,17 +56,19 @@ class ChatRequest:
         return sum(len(content) for _, content in self.messages)
 
 
-@dataclass(frozen=True)
-class TokenLogprob:
-    """One generated token, its log probability and the most likely alternatives at that position."""
+class TokenLogprob(NamedTuple):
+    """One generated token, its log probability and the most likely alternatives at that position.
+
+    A NamedTuple, not a dataclass: an answer with logprobs holds one per generated token, built on
+    every replay, and tuples are several times cheaper to create.
+    """
 
     token: str
     logprob: float
     top: tuple[tuple[str, float], ...] = ()
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
     text: str
     finish_reason: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
@@ -126,7 +128,8 @@ class LedgerEntry:
 def normalise_response(raw: dict[str, Any]) -> dict[str, Any]:
     """Keep what a later replay needs (text, finish reason, logprobs) in a compact JSON form.
 
-    Logprobs become [token, logprob, [[alt, logprob], ...]] triples: a fraction of OpenAI's verbose form.
+    Logprobs become [token, logprob, [[alt, logprob], ...]] triples, rounded to 1e-5 (a probability to
+    0.001 %): a fraction of OpenAI's verbose form, and of the ledger's size.
     """
     choices = []
     for choice in raw.get("choices") or []:
@@ -140,7 +143,11 @@ def normalise_response(raw: dict[str, Any]) -> dict[str, Any]:
                 "logprobs": None
                 if content is None
                 else [
-                    [t.get("token", ""), t.get("logprob", 0.0), [[a.get("token", ""), a.get("logprob", 0.0)] for a in t.get("top_logprobs") or []]]
+                    [
+                        t.get("token", ""),
+                        round(t.get("logprob", 0.0), 5),
+                        [[a.get("token", ""), round(a.get("logprob", 0.0), 5)] for a in t.get("top_logprobs") or []],
+                    ]
                     for t in content
                 ],
             }

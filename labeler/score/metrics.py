@@ -9,34 +9,40 @@ import numpy as np
 
 def balanced_accuracy(truth: Sequence[int], predicted: Sequence[int]) -> float:
     """Mean of the true-positive and true-negative rates: 0.5 is chance whatever the class balance."""
-    t = np.asarray(truth, dtype=bool)
-    p = np.asarray(predicted, dtype=bool)
-    if t.all() or not t.any():
+    n_pos = sum(1 for t in truth if t)
+    n_neg = len(truth) - n_pos
+    if n_pos == 0 or n_neg == 0:
         raise ValueError("balanced accuracy needs both classes in the truth")
-    return float(((p & t).sum() / t.sum() + (~p & ~t).sum() / (~t).sum()) / 2)
+    tpr, tnr = true_rates(truth, predicted)
+    return (tpr + tnr) / 2
 
 
 def true_rates(truth: Sequence[int], predicted: Sequence[int]) -> tuple[float, float]:
-    t = np.asarray(truth, dtype=bool)
-    p = np.asarray(predicted, dtype=bool)
-    return float((p & t).sum() / max(1, t.sum())), float((~p & ~t).sum() / max(1, (~t).sum()))
+    """(true-positive rate, true-negative rate); plain Python: the lists are a few dozen long."""
+    tp = sum(1 for t, p in zip(truth, predicted) if t and p)
+    tn = sum(1 for t, p in zip(truth, predicted) if not t and not p)
+    n_pos = sum(1 for t in truth if t)
+    n_neg = len(truth) - n_pos
+    return tp / max(1, n_pos), tn / max(1, n_neg)
 
 
 def auroc(scores: Sequence[float], truth: Sequence[int]) -> float:
     """P(score of a positive > score of a negative), ties counting one half (rank form of Mann-Whitney U)."""
-    s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(truth, dtype=bool)
-    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    n_pos = sum(1 for t in truth if t)
+    n_neg = len(truth) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError("AUROC needs both classes in the truth")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
-    ends = np.r_[starts[1:], len(s)]
-    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)
-    u = ranks[t].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    rank_sum = 0.0
+    start = 0
+    while start < len(order):  # tied scores share the mean of the ranks they span
+        stop = start
+        while stop + 1 < len(order) and scores[order[stop + 1]] == scores[order[start]]:
+            stop += 1
+        mean_rank = (start + stop) / 2 + 1
+        rank_sum += mean_rank * sum(1 for i in order[start : stop + 1] if truth[i])
+        start = stop + 1
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from labeler.score.metrics import auroc, balanced_accuracy, pearson
 
@@ -25,3 +27,15 @@ def test_pearson_is_undefined_for_constants():
     assert pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
     assert pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert pearson([0, 0, 0], [1, 2, 3]) is None
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=2, max_size=40))
+def test_auroc_equals_the_pairwise_definition(pairs):
+    scores = [float(s) for s, _ in pairs]
+    truth = [int(t) for _, t in pairs]
+    pos = [s for s, t in zip(scores, truth) if t]
+    neg = [s for s, t in zip(scores, truth) if not t]
+    if not pos or not neg:
+        return
+    pairwise = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg) / (len(pos) * len(neg))
+    assert auroc(scores, truth) == pytest.approx(pairwise)
