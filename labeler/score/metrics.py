@@ -49,6 +49,8 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
     """Pearson correlation; None when either side is constant (the correlation is undefined)."""
     a = np.asarray(x, dtype=np.float64)
     b = np.asarray(y, dtype=np.float64)
+    if len(a) == 0 or (a == a[0]).all() or (b == b[0]).all():  # exact test: centring leaves rounding noise
+        return None
     a = a - a.mean()
     b = b - b.mean()
     denom = np.sqrt((a * a).sum() * (b * b).sum())
