@@ -6,7 +6,8 @@ then the median of --repeat runs) and prints one line per query plus a summary a
 The queries are parsed from docs/sql.md, so the benchmark and the documentation never diverge.
 
     .venv/bin/python bench/sql_queries.py [--labels 1000000] [--dsn postgresql://postgres@127.0.0.1:5432/test]
-                                          [--repeat 5] [--explain] [--keep | --reuse DBNAME]
+                                          [--repeat 5] [--jit default|on|off] [--explain]
+                                          [--keep | --reuse DBNAME]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -202,10 +204,12 @@ def fill(dsn: str, n_labels: int, seed: int = 0) -> dict[str, int]:
     return counts
 
 
-def time_queries(dsn: str, repeat: int, explain: bool) -> list[tuple[str, str, float, int]]:
+def time_queries(dsn: str, repeat: int, explain: bool, jit: str) -> list[tuple[str, str, float, int]]:
     queries = parse_documented_queries(DOCS.read_text())
     results = []
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if jit != "default":
+            conn.execute(f"SET jit = {jit}")
         for q in queries:
             sql = q.for_dialect("postgresql").rstrip().rstrip(";")
             n_rows = len(conn.execute(sql).fetchall())  # warm-up
@@ -231,6 +235,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE for queries over the target")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--jit", choices=("default", "on", "off"), default="default",
+                        help="PostgreSQL JIT for the timed session (docs/sql.md recommends off)")
     parser.add_argument("--reuse", metavar="DBNAME", help="time the queries on a database kept by --keep")
     args = parser.parse_args()
 
@@ -252,11 +258,13 @@ def main() -> None:
             counts = fill(dsn, args.labels)
             print(f"filled {name} in {time.perf_counter() - start:.0f} s: "
                   + ", ".join(f"{k} {v:,}" for k, v in counts.items()), flush=True)
-        results = time_queries(dsn, args.repeat, args.explain)
+        results = time_queries(dsn, args.repeat, args.explain, args.jit)
         slow = [r for r in results if r[2] >= TARGET_MS]
         worst = max(results, key=lambda r: r[2])
+        load = os.getloadavg()[0]
         print(f"summary: {len(results) - len(slow)}/{len(results)} queries under {TARGET_MS:.0f} ms at "
-              f"{counts['labels']:,} labels; median {statistics.median(r[2] for r in results):.1f} ms; "
+              f"{counts['labels']:,} labels (jit {args.jit}, load average {load:.1f} on {os.cpu_count()} cores); "
+              f"median {statistics.median(r[2] for r in results):.1f} ms; "
               f"slowest {worst[0]} {worst[2]:.1f} ms (ratio to target {worst[2] / TARGET_MS:.2f})")
     finally:
         if args.keep or args.reuse:
