@@ -16,6 +16,7 @@ from labeler.errors import LabelerError
 from labeler.settings import get_settings
 
 DEMO_N_TOKENS = 65_536
+DEMO_FEATURES = "0-63"  # the default stays within a few minutes on 2 CPU cores; "all" labels all 3072
 
 EXAMPLE_SQL = """\
 -- every labelled feature, best embedding score first
@@ -28,7 +29,7 @@ WHERE sae_id = {sae_id} AND status = 'open' ORDER BY priority DESC;"""
 
 def demo(
     n_tokens: int = typer.Option(DEMO_N_TOKENS, help="Tokens of the built-in corpus to read."),
-    features: Optional[str] = typer.Option(None, help="Feature subset, e.g. '0-255'. Default: every feature."),
+    features: str = typer.Option(DEMO_FEATURES, help="Features to label, e.g. '0-255', or 'all'."),
     show: int = typer.Option(25, help="Rows of the result table."),
 ) -> None:
     """Label the demo SAE (MiniLM layer 3, offline corpus) end to end and show the result."""
@@ -55,6 +56,9 @@ def demo(
         label=LabelConfig(scorers=("embedding",) if offline else LabelConfig().scorers),
         feature_indices=parse_features(features),
     )
+    if config.feature_indices is not None:
+        console.print(f"labelling {len(config.feature_indices)} features (all activation statistics are computed); "
+                      "`labeler demo --features all` labels every feature")
     request = jobs.SubmitRequest(sae_path=[str(DEMO_SAE_PATH)], model=DEMO_MODEL, dataset=DEMO_DATASET, config=config)
 
     if settings.broker_url:
@@ -105,13 +109,11 @@ def _print_results(sae_id: int, show: int) -> None:
     with session_scope() as session:
         rows = find_feature_labels(session, sae_id=sae_id, limit=100_000)
     rows.sort(key=lambda r: -(r.scores.get("embedding") or 0.0))
-    table = Table("feature", "label", "source", "embedding", "detection", "fuzzing", "density", title=f"{len(rows)} labelled features (best {min(show, len(rows))})")
+    methods = [m for m in ("embedding", "detection", "fuzzing", "simulation") if any(r.scores.get(m) is not None for r in rows)]
+    table = Table("feature", "label", "source", *methods, "density", title=f"{len(rows)} labelled features (best {min(show, len(rows))})")
     for r in rows[:show]:
-        fmt = lambda v: "" if v is None else f"{v:.2f}"  # noqa: E731
-        table.add_row(
-            str(r.feature_index), r.label or "", r.source or "", fmt(r.scores.get("embedding")),
-            fmt(r.scores.get("detection")), fmt(r.scores.get("fuzzing")), f"{r.density:.4f}",
-        )
+        scores = [f"{r.scores[m]:.2f}" if r.scores.get(m) is not None else "" for m in methods]
+        table.add_row(str(r.feature_index), r.label or "", r.source or "", *scores, f"{r.density:.4f}")
     console.print(table)
     console.print("Query them yourself (sqlite3 / psql on the database above):")
     console.print(EXAMPLE_SQL.format(sae_id=sae_id), markup=False, highlight=False)

@@ -21,8 +21,8 @@ console = Console()
 
 
 def parse_features(spec: str | None) -> tuple[int, ...] | None:
-    """'0-99,200,300-310' -> indices; None = every feature."""
-    if not spec:
+    """'0-99,200,300-310' -> indices; None or 'all' = every feature."""
+    if not spec or spec.strip().lower() == "all":
         return None
     indices: list[int] = []
     for part in spec.split(","):
