@@ -13,7 +13,8 @@ same run, same concurrency:
 It prints bare_client_ratio=, llm_stage_ratio=, pipeline_vs_bare= (the pipeline's LLM calls/s over the
 bare client's) and tokens_per_feature= (prompt + completion tokens per feature, as the server counts them:
 ~4 characters a token). Bare and pipeline runs alternate --repeat times and each keeps its best, which
-tames the noise of a shared machine. With --with-embedding, and when the
+tames the noise of a shared machine; the CPU each spends per call (client process and server process,
+whatever the load) is printed beside, as the load-independent view of what the pipeline adds. With --with-embedding, and when the
 embedding scorer is registered, the same run is repeated with it and llm_stage_ratio_with_embedding=
 is printed too (its MiniLM forward passes are CPU work, outside the ideal).
 
@@ -49,6 +50,31 @@ from labeler.store.sources import upsert_sae  # noqa: E402
 WORDS = ("class", "def", "import", "return", "yield", "lambda", "while", "assert", "async", "await")
 LLM_SCORERS = ("detection", "fuzzing")
 BARE_PROMPT_CHARS = 1600  # ~400 tokens, as in DESIGN.md's measurement
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of another process, from /proc; NaN where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CPUMeter:
+    """CPU seconds this process and the server spend during a block: a load-independent view of the cost."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.client_s = self.server_s = 0.0
+
+    def __enter__(self) -> "CPUMeter":
+        self._client0, self._server0 = time.process_time(), process_cpu_s(self.server_pid)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.client_s = time.process_time() - self._client0
+        self.server_s = process_cpu_s(self.server_pid) - self._server0
 
 
 def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
@@ -135,14 +161,19 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             best_bare, best_pipeline = 0.0, 0.0
+            cpu = {"bare": [], "pipeline": []}  # (client, server) CPU ms per call, per run
             for run in range(args.repeat):
                 url = f"sqlite:///{tmp}/bench{run}.db"  # a fresh ledger: every call is paid again
                 sae_id = seed_database(url, features)
-                results, elapsed, persist_s, n_loads = asyncio.run(
-                    pipeline(base_url, url, features, sae_id=sae_id, config=config, concurrency=args.concurrency)
-                )
+                with CPUMeter(server.pid) as meter:
+                    results, elapsed, persist_s, n_loads = asyncio.run(
+                        pipeline(base_url, url, features, sae_id=sae_id, config=config, concurrency=args.concurrency)
+                    )
                 n_calls = sum(len(r.llm_calls) for r in results)
-                bare = asyncio.run(bare_client(base_url, n_calls=n_calls, concurrency=args.concurrency))
+                cpu["pipeline"].append((meter.client_s / n_calls * 1000, meter.server_s / n_calls * 1000))
+                with CPUMeter(server.pid) as meter:
+                    bare = asyncio.run(bare_client(base_url, n_calls=n_calls, concurrency=args.concurrency))
+                cpu["bare"].append((meter.client_s / (n_calls + args.concurrency) * 1000, meter.server_s / (n_calls + args.concurrency) * 1000))
                 statuses = {s: sum(r.status == s for r in results) for s in ("labelled", "failed", "pending")}
                 print(
                     f"run {run}: bare client {n_calls} calls at {bare:.1f} calls/s; pipeline {len(features)} features "
@@ -151,6 +182,9 @@ def main() -> None:
                 )
                 best_bare = max(best_bare, bare)
                 best_pipeline = max(best_pipeline, len(features) / elapsed)
+            for name, rows in cpu.items():
+                client_ms, server_ms = (min(r[i] for r in rows) for i in (0, 1))
+                print(f"{name}: CPU per LLM call {client_ms:.2f} ms in the client, {server_ms:.2f} ms in the server")
             tokens = sum(r.prompt_tokens + r.completion_tokens for r in results) / len(features)
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
             print(
