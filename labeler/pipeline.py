@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+import threading
 from typing import Callable, Sequence
 
 import torch
 
+from labeler.cache import load_once
 from labeler.config import JobConfig
 from labeler.settings import get_settings
 from labeler.store import jobs as store_jobs
@@ -27,8 +28,11 @@ from labeler.store.features import load_feature_examples
 from labeler.store.models import SAE, Dataset
 from labeler.store.sources import load_sequence_range
 
-LABEL_BATCH_FEATURES = 32  # features per llm task: ~32 x (1 explain + 2 score) calls, seconds at C=64
+LABEL_BATCH_FEATURES = 256  # features per llm task: 4 x the default concurrency keeps every slot busy
 PROGRESS_EVERY_S = 1.0
+# One forward pass at a time per process: a model's capture hook serves one caller, and a worker
+# consuming both queues with threads must not run two shards on the same model at once.
+MODEL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -40,14 +44,14 @@ class Work:
     queue: str
 
 
-@lru_cache(maxsize=2)
+@load_once(maxsize=2)
 def cached_model(name: str, device: str, dtype: str):
     from labeler.sources import load_model
 
     return load_model(name, device=device, dtype=dtype)
 
 
-@lru_cache(maxsize=8)
+@load_once(maxsize=8)
 def cached_sae(path: str | None, release: str | None, sae_id: str | None, device: str, dtype: str):
     from labeler.sources import load_sae
 
@@ -91,7 +95,8 @@ def cache_shard(submission_id: str, shard_index: int) -> list[Work]:
     model = model_for(sae_rows[0].model_name)
     saes = [sae_from_row(r) for r in sae_rows]
     report = _throttled_progress(job_ids, "caching", tokens_before)
-    summaries = run_pass(model, saes, tokens, seq_offset=seq_start, config=config, progress=report)
+    with MODEL_LOCK:
+        summaries = run_pass(model, saes, tokens, seq_offset=seq_start, config=config, progress=report)
 
     with session_scope() as session:
         for job_id, summary in zip(job_ids, summaries):
@@ -274,7 +279,8 @@ def try_text(*, sae_id: int, feature_index: int, text: str) -> list[tuple[str, f
 
         raise ConfigError(f"feature {feature_index} out of range; the SAE has {sae.d_sae} features")
     token_ids = text_to_token_ids(model, text)
-    acts = feature_activations_on_tokens(model, sae, token_ids)[:, feature_index]
+    with MODEL_LOCK:
+        acts = feature_activations_on_tokens(model, sae, token_ids)[:, feature_index]
     vocab = model.vocab()
     return [(vocab.get(int(t), f"<{int(t)}>"), float(a)) for t, a in zip(token_ids.tolist(), acts.tolist())]
 
