@@ -217,8 +217,8 @@ def label_batch(job_id: int, feature_indices: Sequence[int], explain_model: str 
 
 
 def finalize(job_id: int) -> list[Work]:
-    """Evaluate dispute rules over the whole SAE (collisions need every label), pick current labels, finish."""
-    from labeler.store.disputes import evaluate_and_store_disputes, set_current_labels
+    """Pick current labels and evaluate dispute rules over the whole SAE (collisions need every label)."""
+    from labeler.store.disputes import evaluate_and_store_disputes
 
     with session_scope() as session:
         job = store_jobs.get_job(session, job_id)
@@ -226,7 +226,6 @@ def finalize(job_id: int) -> list[Work]:
             return []
         store_jobs.advance_job(session, job_id=job_id, from_status="explaining", to_status="scoring")
         config = job_config(job)
-        set_current_labels(session, sae_id=job.sae_id)
         evaluate_and_store_disputes(session, sae_id=job.sae_id, config=config.label)
         store_jobs.advance_job(session, job_id=job_id, from_status="scoring", to_status="done")
     return []
@@ -250,7 +249,7 @@ def relabel_feature(feature_id: int, explain_model: str | None = None) -> None:
         features = load_feature_examples(
             session, sae_id=feature.sae_id, feature_indices=[feature.feature_index], tokenizer=tokenizer
         )
-        sae_id, job_id = feature.sae_id, feature.job_id
+        sae_id, job_id, feature_index = feature.sae_id, feature.job_id, feature.feature_index
     label_config = config.label
     if explain_model:
         label_config = label_config.model_copy(update={"explain_model": explain_model, "explainer": "llm"})
@@ -258,7 +257,7 @@ def relabel_feature(feature_id: int, explain_model: str | None = None) -> None:
     results = asyncio.run(label_features(features, config=label_config, llm=llm))
     with session_scope() as session:
         persist_label_results(session, sae_id=sae_id, job_id=job_id, results=results)
-        evaluate_and_store_disputes(session, sae_id=sae_id, config=label_config)
+        evaluate_and_store_disputes(session, sae_id=sae_id, config=label_config, feature_indices=[feature_index])
 
 
 def try_text(*, sae_id: int, feature_index: int, text: str) -> list[tuple[str, float]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Mapping, Sequence
 
 from sqlalchemy import update
@@ -49,13 +51,28 @@ def upsert_scores(session: Session, *, results: Sequence[tuple[int, ScoreResult]
             "label_id": label_id,
             "method": r.method,
             "scorer_model": r.scorer_model,
-            "value": r.value,
+            "value": _finite_or_none(r.value),
             "n_examples": r.n_examples,
-            "details": r.details,
+            "details": _json_safe(r.details),
         }
         for label_id, r in results
     ]
     upsert_rows(session, Score.__table__, rows, keys=("label_id", "method", "scorer_model"))
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _json_safe(value):
+    """NaN/inf (e.g. a correlation of a constant) become null: PostgreSQL's JSON refuses them."""
+    if isinstance(value, float):
+        return _finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def set_label_states(session: Session, *, states: Mapping[int, tuple[str, str | None]]) -> None:

@@ -180,3 +180,15 @@ def test_a_failing_transaction_leaves_no_half_written_rows(session):
               for name in WRITTEN_TABLES}
     assert counts == dict.fromkeys(WRITTEN_TABLES, 0)
     assert session.scalar(select(func.count()).select_from(Dataset)) == 0
+
+
+def test_non_finite_scores_are_stored_as_null(session):
+    """A Pearson r of a constant prediction is NaN; PostgreSQL's JSON would refuse it, so it becomes null."""
+    ids = write_everything(session)
+    upsert_scores(session, results=[
+        (ids["labels"][1], ScoreResult("simulation", "m", float("nan"), 5, {"r": float("nan"), "per": [1.0, float("inf")]})),
+    ])
+    session.commit()
+    row = session.execute(select(Score.value, Score.details).where(Score.method == "simulation")).one()
+    assert row.value is None
+    assert row.details == {"r": None, "per": [1.0, None]}
