@@ -1,7 +1,8 @@
 """ShardSummary: everything one pass keeps about an SAE's features over some sequences, mergeable and compact.
 
 Sizes (6144 features, top_k 20, reservoir 200, 33-token windows): ~45 MB in memory, almost all of it
-quantized windows; a few MB serialized, since windows of sparse features are mostly zero bytes.
+quantized windows; ~1.6 KB per feature serialized (4.9 MB for 3072 features at ~0.8 % density), since
+keys are rebuilt rather than stored and windows of sparse features are mostly zero bytes.
 Nothing here grows with the number of tokens except `sequences`, which holds only the sequences some kept
 entry points into (bounded by the number of entries).
 """
