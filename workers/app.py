@@ -7,10 +7,11 @@ Queues: `gpu` (activation shards and merges: long, memory-heavy, one at a time p
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from labeler.settings import get_settings
 
+QUEUES = ("gpu", "llm")
 ROUTES = {
     "workers.tasks.cache_shard": {"queue": "gpu"},
     "workers.tasks.merge": {"queue": "gpu"},
@@ -30,7 +31,9 @@ def make_app() -> Celery:
         result_backend=settings.result_backend or settings.broker_url or "cache+memory://",
         task_always_eager=in_process,
         task_eager_propagates=True,
-        task_queues=(Queue("gpu"), Queue("llm")),
+        # Explicit exchanges: queues without one inherit the default queue's binding, which would copy
+        # every message into both queues.
+        task_queues=tuple(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES),
         task_default_queue="llm",
         task_routes=ROUTES,
         task_acks_late=True,
