@@ -138,7 +138,9 @@ def resume_job(job_id: int) -> list[pipeline.Work]:
 
 def request_relabel(*, feature_id: int, explain_model: str | None = None) -> None:
     from workers import tasks
+    from workers.app import configured_app
 
+    configured_app()
     tasks.relabel_feature.apply_async(args=[feature_id, explain_model], queue="llm")
 
 
@@ -146,7 +148,9 @@ def try_text(*, sae_id: int, feature_index: int, text: str, timeout_s: float = 1
     if get_settings().broker_url is None:
         return pipeline.try_text(sae_id=sae_id, feature_index=feature_index, text=text)
     from workers import tasks
+    from workers.app import configured_app
 
+    configured_app()
     result = tasks.try_text.apply_async(args=[sae_id, feature_index, text], queue="gpu")
     return [tuple(pair) for pair in result.get(timeout=timeout_s)]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from labeler.settings import get_settings
+from labeler.settings import Settings, get_settings
 
 QUEUES = ("gpu", "llm")
 ROUTES = {
@@ -22,14 +22,12 @@ ROUTES = {
 }
 
 
-def make_app() -> Celery:
-    settings = get_settings()
-    in_process = settings.broker_url is None
-    app = Celery("sae_labeler", include=["workers.tasks"])
-    app.conf.update(
+def celery_config(settings: Settings) -> dict:
+    """Celery settings derived from ours: no broker means eager, in-process execution."""
+    return dict(
         broker_url=settings.broker_url or "memory://",
         result_backend=settings.result_backend or settings.broker_url or "cache+memory://",
-        task_always_eager=in_process,
+        task_always_eager=settings.broker_url is None,
         task_eager_propagates=True,
         # Explicit exchanges: queues without one inherit the default queue's binding, which would copy
         # every message into both queues.
@@ -39,7 +37,8 @@ def make_app() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_track_started=True,
+        # Job state lives in SQL; only the "try it" task returns a result (it sets ignore_result=False).
+        task_ignore_result=True,
         result_expires=3600,
         # Unacked messages come back after this long; it must exceed the longest task (a gpu shard).
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
@@ -48,7 +47,22 @@ def make_app() -> Celery:
         task_serializer="json",
         accept_content=["json"],
     )
+
+
+app = Celery("sae_labeler", include=["workers.tasks"])
+_applied: list[Settings] = []
+
+
+def configured_app() -> Celery:
+    """The app, configured from the current settings (re-read when they changed, e.g. between tests)."""
+    settings = get_settings()
+    if not _applied or _applied[0] is not settings:
+        app.conf.update(celery_config(settings))
+        # Drop broker connections made under the old settings, as Celery does after a fork.
+        app.close()
+        app.amqp._producer_pool = None
+        _applied[:] = [settings]
     return app
 
 
-app = make_app()
+configured_app()

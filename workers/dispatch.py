@@ -9,6 +9,8 @@ from labeler.pipeline import Work
 
 def dispatch(work: Iterable[Work]) -> None:
     from workers import tasks
+    from workers.app import configured_app
 
+    configured_app()
     for item in work:
         getattr(tasks, item.step).apply_async(args=list(item.args), queue=item.queue)

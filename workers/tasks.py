@@ -73,6 +73,6 @@ def relabel_feature(feature_id: int, explain_model: str | None = None) -> None:
     pipeline.relabel_feature(feature_id, explain_model)
 
 
-@app.task(autoretry_for=TRANSIENT, max_retries=2)
+@app.task(autoretry_for=TRANSIENT, max_retries=2, ignore_result=False)
 def try_text(sae_id: int, feature_index: int, text: str) -> list[tuple[str, float]]:
     return pipeline.try_text(sae_id=sae_id, feature_index=feature_index, text=text)

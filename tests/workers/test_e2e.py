@@ -46,6 +46,8 @@ def wait_for(job_id: int, statuses: tuple[str, ...], workers, timeout_s: float =
             return status
         if status == "failed":
             pytest.fail(f"job failed: {_error(job_id)}\n{workers.logs()}")
+        if status == "done":
+            pytest.fail(f"job finished before reaching {statuses}: the fault came too late to test anything")
         time.sleep(0.3)
     pytest.fail(f"job {job_id} still not {statuses} after {timeout_s}s\n{workers.logs()}")
 
