@@ -69,3 +69,20 @@ def isolated_settings(tmp_path, monkeypatch) -> Iterator[None]:
     reset_settings()
     yield
     reset_settings()
+
+
+@pytest.fixture
+def llm_server():
+    """The loopback OpenAI-compatible server (tests/llm_server.py) in a thread: call it to start one."""
+    from llm_server import LLMTestServer
+
+    started: list[LLMTestServer] = []
+
+    def start(**config) -> LLMTestServer:
+        server = LLMTestServer(**config).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
