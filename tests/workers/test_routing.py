@@ -1,7 +1,7 @@
 """Every task lands on exactly one queue: gpu work never reaches llm workers, and no message is copied."""
 
 from labeler.pipeline import STEPS
-from workers.app import QUEUES, ROUTES, app
+from workers.app import QUEUES, ROUTES, app, configured_app
 from workers import tasks
 
 
@@ -19,6 +19,6 @@ def test_every_task_and_step_is_routed_to_a_known_queue():
 
 
 def test_gpu_tasks_are_late_acked_one_at_a_time():
-    conf = app.conf
+    conf = configured_app().conf  # the default settings (an earlier test may have configured others)
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] >= 3600
