@@ -1,7 +1,9 @@
 """The thin shell around the accumulator: runs the model to the hook and the SAEs, batch by batch.
 
-One forward per batch serves every SAE of the call; each SAE's activations live only while its
-accumulator folds them in, so memory is one batch of [batch, context, d_sae] plus the summaries.
+One forward per batch serves every SAE of the call at the same hook (and SAEs at different hooks too
+when the model offers `forward_to_hooks`, which runs once to the deepest hook; otherwise each distinct
+hook costs one forward that stops at it). Each SAE's activations live only while its accumulator folds
+them in, so memory is one batch of [batch, context, d_sae] plus the summaries.
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def cache_shard(
     `seq_offset` is the global index of tokens[0], so every seq_index in the summaries is global and
     shard summaries merge. Every token is counted, the last partial batch included. `progress(done,
     total)` is called after each batch with token counts (special tokens included).
+
+    Sequential on purpose: folding a batch on a second thread while the next forward runs measured no
+    better on 2 cores (median ratio 0.889 vs 0.922), since the forward already keeps both cores busy.
     """
     if not saes:
         raise ConfigError("cache_shard needs at least one SAE")
@@ -146,7 +151,7 @@ def feature_activations_on_tokens(
     """
     ids = torch.as_tensor(np.asarray(token_ids), dtype=torch.int64).reshape(1, -1)
     device = torch.device(model.device)
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: callers may edit the result in place
         ids = ids.to(device)
         acts = _encode(sae, model.forward_to_hook(ids, sae.hook_name))[0]
         if zero_special_tokens:

@@ -21,6 +21,7 @@ from labeler.activations.summary import SampleSlots, ShardSummary
 from labeler.config import ActivationConfig
 from labeler.types import FeatureExamples, FeatureStats, Window
 
+
 @dataclass(frozen=True)
 class FeatureExamplesDraft:
     """One feature's stats and windows before it has a database id (FeatureExamples minus sae_id).
@@ -72,12 +73,11 @@ def _quantile_picks(summary: ShardSummary, config: ActivationConfig, top_orders:
     m = eligible.sum(axis=1, keepdims=True)
     j = np.arange(res.key.shape[1])[None, :]
     bin_sorted = np.where(j < m, (j * n_q) // np.maximum(m, 1), n_q)  # equal-count bins, sizes differ by <= 1
-    slot_sorted = by_value
     salts = selection_salts(summary.d_sae, summary.seed, purpose="quantile")[:, None]
-    random = splitmix64(np.take_along_axis(res.order, slot_sorted, axis=1).view(np.uint64) ^ salts)
+    random = splitmix64(np.take_along_axis(res.order, by_value, axis=1).view(np.uint64) ^ salts)
     within = np.lexsort((random, bin_sorted), axis=1)  # by bin, then at random inside the bin
     bins = np.take_along_axis(bin_sorted, within, axis=1)
-    slots = np.take_along_axis(slot_sorted, within, axis=1)
+    slots = np.take_along_axis(by_value, within, axis=1)
     starts = np.ones_like(bins, dtype=bool)
     starts[:, 1:] = bins[:, 1:] != bins[:, :-1]
     first_of_bin = np.maximum.accumulate(np.where(starts, j, 0), axis=1)
