@@ -1,8 +1,7 @@
 """The thin shell around the accumulator: runs the model to the hook and the SAEs, batch by batch.
 
-One forward per batch serves every SAE of the call at the same hook (and SAEs at different hooks too
-when the model offers `forward_to_hooks`, which runs once to the deepest hook; otherwise each distinct
-hook costs one forward that stops at it). Each SAE's activations live only while its accumulator folds
+One forward per batch serves every SAE of the call, at one hook or at several (`forward_to_hooks` runs
+once, to the deepest hook, and stops there). Each SAE's activations live only while its accumulator folds
 them in, so memory is one batch of [batch, context, d_sae] plus the summaries.
 """
 
@@ -29,6 +28,8 @@ class HookedModel(Protocol):
 
     def forward_to_hook(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor: ...
 
+    def forward_to_hooks(self, tokens: torch.Tensor, hook_names: Sequence[str]) -> dict[str, torch.Tensor]: ...
+
     def special_token_ids(self) -> frozenset[int]: ...
 
 
@@ -42,12 +43,8 @@ class FeatureEncoder(Protocol):
 
 
 def hook_activations(model: HookedModel, tokens: torch.Tensor, hook_names: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Activations at each hook from one forward when the model offers `forward_to_hooks` (runs to the
-    deepest hook once); otherwise one `forward_to_hook` per distinct hook."""
-    names = list(dict.fromkeys(hook_names))
-    if len(names) > 1 and hasattr(model, "forward_to_hooks"):
-        return dict(model.forward_to_hooks(tokens, names))
-    return {name: model.forward_to_hook(tokens, name) for name in names}
+    """Activations at each distinct hook from one forward pass that runs only as deep as the deepest hook."""
+    return model.forward_to_hooks(tokens, list(dict.fromkeys(hook_names)))
 
 
 def _special_ids(model: HookedModel, device: torch.device) -> torch.Tensor:

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -92,26 +92,43 @@ class LoadedModel:
         no attention mask is needed: BERT treats a missing mask as all ones. The capture hook lives on
         the shared model for the duration of the call, so one model serves one caller at a time.
         """
-        self._require_hook(hook_name)
-        hook_point = self.model.hook_dict[hook_name]
-        captured: list[torch.Tensor] = []
+        return self.forward_to_hooks(tokens, (hook_name,))[hook_name]
 
-        def capture(activation: Any, hook: Any) -> None:
-            captured.append(activation[0] if isinstance(activation, tuple) else activation)
-            raise _StopForward
+    def forward_to_hooks(self, tokens: torch.Tensor, hook_names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Activations at several hooks from one forward pass, which stops once the last of them fired.
+
+        SAEs trained on different layers of one model then share a single pass that runs as deep as the
+        deepest hook, instead of one pass per hook.
+        """
+        names = tuple(dict.fromkeys(hook_names))
+        for name in names:
+            self._require_hook(name)
+        captured: dict[str, torch.Tensor] = {}
+
+        def capture_as(name: str):  # by our name: a bridge's hook_dict maps aliases onto one hook point
+            def capture(activation: Any, hook: Any) -> None:
+                captured[name] = activation[0] if isinstance(activation, tuple) else activation
+                if len(captured) == len(names):
+                    raise _StopForward
+
+            return capture
 
         tokens = tokens.to(self.device)
+        points = [self.model.hook_dict[name] for name in names]
         with torch.no_grad():  # not inference_mode: callers may edit the result in place
-            hook_point.add_hook(capture, level=_CAPTURE_LEVEL)
             try:
+                for name, point in zip(names, points):
+                    point.add_hook(capture_as(name), level=_CAPTURE_LEVEL)
                 self.model(tokens, return_type=None)
             except _StopForward:
                 pass
             finally:
-                hook_point.remove_hooks(level=_CAPTURE_LEVEL)
-        if not captured:
-            raise SourceError(f"hook {hook_name} of model {self.name} did not fire during a forward pass")
-        return _as_batch_seq_d(captured[0], hook_name, tuple(tokens.shape))
+                for point in points:
+                    point.remove_hooks(level=_CAPTURE_LEVEL)
+        missing = [name for name in names if name not in captured]
+        if missing:
+            raise SourceError(f"hook(s) {', '.join(missing)} of model {self.name} did not fire during a forward pass")
+        return {name: _as_batch_seq_d(captured[name], name, tuple(tokens.shape)) for name in names}
 
     def start_token_id(self) -> int | None:
         """The token every sequence begins with: [CLS] for BERT-like tokenizers, BOS for GPT-like ones.

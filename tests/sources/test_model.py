@@ -41,6 +41,33 @@ def test_forward_to_hook_leaves_other_hooks_alone(minilm):
     assert not hook_point.has_hooks()
 
 
+def test_forward_to_hooks_is_one_pass_that_stops_at_the_deepest_hook(minilm):
+    tokens = torch.randint(1000, 30000, (2, 24), generator=torch.Generator().manual_seed(0))
+    tokens[:, 0] = minilm.start_token_id()
+    hooks = ["blocks.3.hook_resid_post", "blocks.1.mlp.hook_post", "blocks.3.hook_resid_post"]
+    fired = []
+    watched = ["blocks.0.hook_resid_post", "blocks.3.hook_resid_post", "blocks.4.hook_resid_post"]
+    for name in watched:
+        minilm.model.hook_dict[name].add_hook(lambda act, hook, name=name: fired.append(name))
+    try:
+        got = minilm.forward_to_hooks(tokens, hooks)
+    finally:
+        for name in watched:
+            minilm.model.hook_dict[name].remove_hooks()
+    assert fired == ["blocks.0.hook_resid_post", "blocks.3.hook_resid_post"]  # one pass, nothing after layer 3
+    assert list(got) == ["blocks.3.hook_resid_post", "blocks.1.mlp.hook_post"]
+    for name in got:
+        torch.testing.assert_close(got[name], minilm.forward_to_hook(tokens, name), rtol=0, atol=0)
+    assert got["blocks.1.mlp.hook_post"].shape == (2, 24, 1536)
+    assert not any(minilm.model.hook_dict[name].has_hooks() for name in hooks)
+
+
+def test_forward_to_hooks_checks_every_hook_first(minilm):
+    with pytest.raises(HookNotFoundError, match="blocks.9.hook_resid_post"):
+        minilm.forward_to_hooks(torch.tensor([[101, 7592]]), ["blocks.1.hook_resid_post", "blocks.9.hook_resid_post"])
+    assert not minilm.model.hook_dict["blocks.1.hook_resid_post"].has_hooks()
+
+
 def test_layers_and_special_tokens(minilm):
     assert minilm.layer_of("blocks.4.attn.hook_pattern") == 4
     assert minilm.layer_of("embed.hook_out") == -1
