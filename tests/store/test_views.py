@@ -8,7 +8,9 @@ review edit, a job with its cost, and example windows whose token ids need all f
 from __future__ import annotations
 
 import os
+import re
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -327,6 +329,16 @@ def test_feature_labels_has_one_row_per_feature_with_the_documented_choice(seede
     assert chosen[(ids["sae1"], 2)]["label"] == "Political criticism"  # rejected never chosen
     assert chosen[(ids["sae1"], 3)]["label"] is None
     assert chosen[(ids["sae1"], 9)]["label"] is None and bool(chosen[(ids["sae1"], 9)]["is_dead"])
+
+
+def test_q6_counts_the_words_of_the_labels_that_feature_labels_shows(seeded):
+    """Q6 resolves labels without the view on PostgreSQL (docs/sql.md says why), so check it against the view."""
+    session, ids = seeded
+    labels = run_sql(session, "SELECT label FROM feature_labels WHERE sae_id = :sae "
+                              "ORDER BY density DESC, feature_index LIMIT 2000", {"sae": ids["sae1"]}).rows
+    words = Counter(w for (label,) in labels if label for w in re.split("[^a-z0-9]+", label.lower()) if len(w) > 3)
+    top_20 = sorted(words.items(), key=lambda item: (-item[1], item[0]))[:20]
+    assert [(r["word"], r["n_uses"]) for r in run(session, "Q6")] == top_20
 
 
 def test_label_scores_lists_every_candidate_score(seeded):
