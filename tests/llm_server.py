@@ -32,6 +32,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+import orjson
+
 TRANSPORT_FAULTS = ("429", "500", "timeout")
 CONTENT_FAULTS = ("garbage", "truncated", "empty", "refusal", "long")
 ALL_FAULTS = TRANSPORT_FAULTS + CONTENT_FAULTS
@@ -305,7 +307,7 @@ class LLMTestServer:
                 status, payload, extra = await self._route(method, path, headers, body, reader)
                 if status == 0:  # hung up on purpose
                     return
-                data = json.dumps(payload).encode()
+                data = orjson.dumps(payload)  # the heaviest step here (logprobs); the server must stay light
                 head_out = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "content-type: application/json"]
                 head_out += [f"{k}: {v}" for k, v in extra.items()]
                 head_out += [f"content-length: {len(data)}", "connection: keep-alive", "", ""]
@@ -351,7 +353,7 @@ class LLMTestServer:
 
     async def _chat(self, body: bytes, reader: asyncio.StreamReader):
         try:
-            request = json.loads(body)
+            request = orjson.loads(body)
             messages = request["messages"]
         except (ValueError, KeyError, TypeError):
             return 400, {"error": {"message": "body must be JSON with messages"}}, {}

@@ -1,6 +1,6 @@
 """The LLM side of labelling: one client over `openai.AsyncOpenAI`, its ledger/cache, budget and prompt helpers.
 
-    LLMContext        what a job's LLM stages share (explain + score clients, ledger, budget, semaphore)
+    LLMContext        what a job's LLM stages share (explain + score clients, ledger, budget, slots)
     LLMClient         one endpoint + model; `complete(ChatRequest) -> ChatAnswer`
     Ledger            request hash -> paid answer, prefetched from `llm_calls` in bulk
     Budget, Prices    per-job token / cost limits checked before each paid call

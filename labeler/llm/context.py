@@ -1,4 +1,4 @@
-"""Everything the LLM stages of one job share: a client per stage, one ledger, one budget, one semaphore.
+"""Everything the LLM stages of one job share: a client per stage, one ledger, one budget, one set of slots.
 
 `async with context:` opens the HTTP connections in the running event loop (`concurrency` connections
 per distinct endpoint) and closes them on exit; it may be nested. The explain and score
@@ -8,12 +8,12 @@ process never has more than `concurrency` requests in flight.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 from labeler.llm.budget import Budget
-from labeler.llm.client import ClientOptions, Endpoint, LLMClient, Pools
+from labeler.llm.client import ClientOptions, Endpoint, LLMClient, open_http
 from labeler.llm.ledger import Ledger
+from labeler.llm.slots import Slots
 
 
 @dataclass
@@ -53,15 +53,15 @@ class LLMContext:
 
     async def __aenter__(self) -> "LLMContext":
         if self._depth == 0:
-            semaphore = asyncio.Semaphore(self.options.concurrency)
+            slots = Slots(self.options.concurrency)
             inflight: dict = {}
-            pools: dict[tuple[str, str], Pools] = {}
+            http: dict[tuple[str, str], object] = {}
             for client in self.clients:
                 key = (client.endpoint.base_url, client.endpoint.api_key)
-                if key not in pools:
-                    pools[key] = Pools(client.endpoint, self.options)
-                client.connect(pools[key], semaphore, inflight)
-            self._http = list(pools.values())
+                if key not in http:
+                    http[key] = open_http(client.endpoint, self.options)
+                client.connect(http[key], slots, inflight)
+            self._http = list(http.values())
         self._depth += 1
         return self
 
@@ -71,5 +71,5 @@ class LLMContext:
             for client in self.clients:
                 client.disconnect()
             http, self._http = self._http, []
-            for pool in http:
-                await pool.close()
+            for connection in http:
+                await connection.close()

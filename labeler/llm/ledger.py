@@ -2,17 +2,20 @@
 
 SQL is touched only in bulk and only through a loader the caller provides (`labeler.store.llm_calls`):
 `prefetch` asks once for every hash a batch of features is about to need, so a call on the hot path is a
-dict lookup. New calls are not written here; each one travels with its feature's result (`Account`) and
+dict lookup. Work that only learns its requests late (scoring, once a label exists) asks through
+`load`, and what many features ask within COALESCE_S shares one query. New calls are not written here; each one travels with its feature's result (`Account`) and
 `persist_label_results` upserts them in the same transaction as the labels they paid for.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable, Iterable, Mapping, Sequence
 
 from labeler.llm.request import LedgerEntry
 
 Loader = Callable[[Sequence[str]], Mapping[str, LedgerEntry]]
+COALESCE_S = 0.05  # how long `load` waits for other askers before querying; short beside an LLM call
 
 
 class Ledger:
@@ -24,6 +27,8 @@ class Ledger:
         self._entries: dict[str, LedgerEntry] = {}
         self._asked: set[str] = set()  # hashes the loader has already been asked about
         self.n_loads = 0  # SELECTs issued, so tests and benches can see the batching
+        self._waiting: list[str] = []
+        self._loaded: asyncio.Future | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -40,6 +45,29 @@ class Ledger:
         self.n_loads += 1
         self._entries.update(found)
         return len(found)
+
+    async def load(self, hashes: Iterable[str]) -> None:
+        """`prefetch` shared with every other `load` of the next COALESCE_S: one query for all of them."""
+        if self.loader is None:
+            return
+        new = [h for h in hashes if h not in self._entries and h not in self._asked]
+        if not new:
+            return
+        self._waiting.extend(new)
+        if self._loaded is None:
+            self._loaded = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(COALESCE_S, self._load_waiting)
+        await asyncio.shield(self._loaded)
+
+    def _load_waiting(self) -> None:
+        loaded, waiting = self._loaded, self._waiting
+        self._loaded, self._waiting = None, []
+        try:
+            self.prefetch(waiting)
+        except BaseException as exc:  # every waiter sees the failure
+            loaded.set_exception(exc)
+        else:
+            loaded.set_result(None)
 
     def get(self, request_hash: str) -> LedgerEntry | None:
         return self._entries.get(request_hash)

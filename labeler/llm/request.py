@@ -7,10 +7,11 @@ logprobs) and nothing else, so the same question asked again is answered from th
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,14 @@ class ChatRequest:
         return body
 
     @cached_property
+    def body(self) -> bytes:
+        """The payload as canonical JSON (sorted keys, compact, UTF-8): what is sent, and what is hashed."""
+        return orjson.dumps(self.payload, option=orjson.OPT_SORT_KEYS)
+
+    @cached_property
     def hash(self) -> str:
-        """sha256 of the canonical JSON of the payload: the ledger's key."""
-        canonical = json.dumps(self.payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """sha256 of the canonical JSON body: the ledger's key."""
+        return hashlib.sha256(self.body).hexdigest()
 
     @property
     def prompt_chars(self) -> int:
@@ -140,19 +145,29 @@ def normalise_response(raw: dict[str, Any]) -> dict[str, Any]:
             {
                 "text": message.get("content") or "",
                 "finish_reason": choice.get("finish_reason"),
-                "logprobs": None
-                if content is None
-                else [
-                    [
-                        t.get("token", ""),
-                        round(t.get("logprob", 0.0), 5),
-                        [[a.get("token", ""), round(a.get("logprob", 0.0), 5)] for a in t.get("top_logprobs") or []],
-                    ]
-                    for t in content
-                ],
+                "logprobs": None if content is None else _compact_logprobs(content),
             }
         )
     return {"model": raw.get("model", ""), "choices": choices}
+
+
+def _compact_logprobs(content: list[dict[str, Any]]) -> list[list[Any]]:
+    """Every token of an answer passes through here: the strict form first, the forgiving one when an
+    endpoint leaves fields out."""
+    try:
+        return [
+            [t["token"], round(t["logprob"], 5), [[a["token"], round(a["logprob"], 5)] for a in t["top_logprobs"] or ()]]
+            for t in content
+        ]
+    except (KeyError, TypeError):
+        return [
+            [
+                t.get("token") or "",
+                round(t.get("logprob") or 0.0, 5),
+                [[a.get("token") or "", round(a.get("logprob") or 0.0, 5)] for a in t.get("top_logprobs") or ()],
+            ]
+            for t in content
+        ]
 
 
 def choices_from_json(response: dict[str, Any]) -> tuple[Choice, ...]:
@@ -163,9 +178,7 @@ def choices_from_json(response: dict[str, Any]) -> tuple[Choice, ...]:
             Choice(
                 text=c.get("text", ""),
                 finish_reason=c.get("finish_reason"),
-                logprobs=None
-                if lp is None
-                else tuple(TokenLogprob(tok, float(logprob), tuple((a, float(b)) for a, b in top)) for tok, logprob, top in lp),
+                logprobs=None if lp is None else tuple(TokenLogprob(tok, lp_, tuple(map(tuple, top))) for tok, lp_, top in lp),
             )
         )
     return tuple(out)

@@ -53,7 +53,7 @@ def upsert_scores(session: Session, *, results: Sequence[tuple[int, ScoreResult]
             "scorer_model": r.scorer_model,
             "value": _finite_or_none(r.value),
             "n_examples": r.n_examples,
-            "details": _json_safe(r.details),
+            "details": r.details,  # NaN inside becomes null in store.db.json_dumps
         }
         for label_id, r in results
     ]
@@ -62,17 +62,6 @@ def upsert_scores(session: Session, *, results: Sequence[tuple[int, ScoreResult]
 
 def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _json_safe(value):
-    """NaN/inf (e.g. a correlation of a constant) become null: PostgreSQL's JSON refuses them."""
-    if isinstance(value, float):
-        return _finite_or_none(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def set_label_states(session: Session, *, states: Mapping[int, tuple[str, str | None]]) -> None:

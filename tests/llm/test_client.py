@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 
 import pytest
 from llm_server import context_for
@@ -194,3 +196,52 @@ def test_a_200_answer_without_choices_is_an_llm_error_and_not_cached(llm_server)
 
     with pytest.raises(LLMError, match="answered without choices: .*upstream provider overloaded"):
         run(go())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"choices": [{"message": {"content": "a label"}}], "usage": {"prompt_tokens": "many"}},
+        {"choices": ["not an object"]},
+        {"choices": [{"message": {"content": "yes"}, "logprobs": {"content": [{"token": "yes", "logprob": "high"}]}}]},
+    ],
+)
+def test_a_completion_with_fields_of_the_wrong_type_is_an_llm_error_and_not_cached(llm_server, body):
+    server = llm_server()
+
+    async def go():
+        llm = context_for(server)
+        async with llm:
+            server._chat = lambda _body, _reader: _answer(body)
+            with pytest.raises(LLMError, match="sent a malformed completion"):
+                await llm.explain.complete(llm.explain.request(HELLO))
+        assert len(llm.ledger) == 0
+
+    async def _answer(body):
+        return 200, body, {}
+
+    run(go())
+
+
+def test_the_body_sent_is_the_canonical_json_the_hash_covers(llm_server):
+    server = llm_server()
+    seen: list[bytes] = []
+
+    async def go():
+        llm = context_for(server)
+        async with llm:
+            original = server._chat
+
+            async def recording(body, reader):
+                seen.append(body)
+                return await original(body, reader)
+
+            server._chat = recording
+            request = llm.explain.request(HELLO, max_tokens=7)
+            await llm.explain.complete(request)
+        return request
+
+    request = run(go())
+    assert seen == [request.body]
+    assert json.loads(request.body) == request.payload
+    assert hashlib.sha256(seen[0]).hexdigest() == request.hash
