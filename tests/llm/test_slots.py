@@ -1,0 +1,99 @@
+"""Priority slots and the ledger's coalesced lookups: the scheduling the LLM stage's throughput rests on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from labeler.llm import Ledger
+from labeler.llm.slots import EXPLAIN_FIRST, SCORE_LATER, Slots, call_priority
+
+
+def test_waiters_are_served_by_priority_then_in_arrival_order():
+    served: list[str] = []
+
+    async def go():
+        slots = Slots(1)
+        gate = asyncio.Event()
+
+        async def holder():
+            async with slots.hold():
+                await gate.wait()
+
+        async def call(name: str, priority: int):
+            call_priority.set(priority)
+            async with slots.hold():
+                served.append(name)
+
+        first = asyncio.ensure_future(holder())
+        await asyncio.sleep(0)
+        waiters = [
+            asyncio.ensure_future(call(name, priority))
+            for name, priority in [("score-a", SCORE_LATER), ("explain-a", EXPLAIN_FIRST), ("score-b", SCORE_LATER), ("explain-b", EXPLAIN_FIRST)]
+        ]
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(first, *waiters)
+        return slots.free
+
+    assert asyncio.run(go()) == 1
+    assert served == ["explain-a", "explain-b", "score-a", "score-b"]
+
+
+def test_a_cancelled_waiter_neither_takes_nor_loses_a_slot():
+    async def go():
+        slots = Slots(2)
+        gate = asyncio.Event()
+
+        async def hold():
+            async with slots.hold():
+                await gate.wait()
+
+        holders = [asyncio.ensure_future(hold()) for _ in range(2)]
+        await asyncio.sleep(0)
+        cancelled = asyncio.ensure_future(hold())
+        later = asyncio.ensure_future(hold())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        gate.set()
+        await asyncio.gather(*holders, later)
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        return slots.free
+
+    assert asyncio.run(go()) == 2
+
+
+def test_slots_need_at_least_one():
+    with pytest.raises(ValueError, match="at least one slot"):
+        Slots(0)
+
+
+def test_loads_within_the_window_share_one_query_and_known_hashes_need_none():
+    asked: list[list[str]] = []
+
+    def loader(hashes):
+        asked.append(sorted(hashes))
+        return {}
+
+    async def go():
+        ledger = Ledger(loader=loader)
+        await asyncio.gather(ledger.load(["a", "b"]), ledger.load(["b", "c"]), ledger.load([]))
+        await ledger.load(["a", "c"])  # asked before: no query, no wait
+        return ledger.n_loads
+
+    assert asyncio.run(go()) == 1
+    assert asked == [["a", "b", "c"]]
+
+
+def test_a_failing_load_reaches_every_waiter():
+    def loader(hashes):
+        raise RuntimeError("database went away")
+
+    async def go():
+        ledger = Ledger(loader=loader)
+        return await asyncio.gather(ledger.load(["a"]), ledger.load(["b"]), return_exceptions=True)
+
+    outcomes = asyncio.run(go())
+    assert [type(o) for o in outcomes] == [RuntimeError, RuntimeError]
