@@ -202,18 +202,29 @@ def label_batch(job_id: int, feature_indices: Sequence[int], explain_model: str 
         if explain_model:
             label_config = label_config.model_copy(update={"explain_model": explain_model})
         llm = llm_context_for(label_config, job_id=job_id)
-        results = asyncio.run(label_features(features, config=label_config, llm=llm))
-        with session_scope() as session:
-            persist_label_results(session, sae_id=sae.id, job_id=job_id, results=results)
+
+        def persist(results) -> None:  # a chunk at a time, while the rest of the batch is in flight
+            with session_scope() as session:
+                persist_label_results(session, sae_id=sae.id, job_id=job_id, results=results)
+                _label_progress(session, job_id, count_scored=False)  # the scoring count is a join: once, below
+
+        asyncio.run(label_features(features, config=label_config, llm=llm, on_done=persist))
 
     with session_scope() as session:
-        remaining = store_jobs.job_feature_indices(session, job_id=job_id, label_state="pending")
-        total = len(store_jobs.job_feature_indices(session, job_id=job_id))
-        store_jobs.set_progress(session, job_id=job_id, stage="explaining", done=total - len(remaining))
-        store_jobs.set_progress(session, job_id=job_id, stage="scoring", done=store_jobs.count_scored_features(session, job_id=job_id))
+        remaining = _label_progress(session, job_id)
         if not remaining and store_jobs.advance_job(session, job_id=job_id, from_status="explaining", to_status="scoring"):
             return [Work("finalize", (job_id,), "llm")]
     return []
+
+
+def _label_progress(session, job_id: int, *, count_scored: bool = True) -> int:
+    """Refresh the explaining (and scoring) counters from the feature states; returns how many are pending."""
+    remaining = store_jobs.count_job_features(session, job_id=job_id, label_state="pending")
+    total = store_jobs.count_job_features(session, job_id=job_id)
+    store_jobs.set_progress(session, job_id=job_id, stage="explaining", done=total - remaining)
+    if count_scored:
+        store_jobs.set_progress(session, job_id=job_id, stage="scoring", done=store_jobs.count_scored_features(session, job_id=job_id))
+    return remaining
 
 
 def finalize(job_id: int) -> list[Work]:

@@ -22,7 +22,7 @@ import gc
 import inspect
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Awaitable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from labeler.config import LabelConfig
 from labeler.errors import BudgetExceededError, LLMError
@@ -107,10 +107,25 @@ class _Work:
         )
 
 
+OnDone = Callable[[list["FeatureLabelResult"]], None]
+
+
 class _Run:
-    def __init__(self, *, config: LabelConfig, llm: LLMContext | None, explainer: str, scorers: Sequence[str]) -> None:
+    def __init__(
+        self,
+        *,
+        config: LabelConfig,
+        llm: LLMContext | None,
+        explainer: str,
+        scorers: Sequence[str],
+        on_done: OnDone | None = None,
+        report_every: int = 64,
+    ) -> None:
         self.config = config
         self.llm = llm
+        self.on_done = on_done
+        self.report_every = report_every
+        self._finished: list[FeatureLabelResult] = []
         self.explainer = build_explainer(explainer, config=config, llm=llm)
         self.scorers: dict[str, Any] = {}
         for name in scorers:
@@ -177,10 +192,26 @@ class _Run:
         if errors:
             work.status, work.error = FAILED, "; ".join(errors)
 
-    async def label(self, work: _Work) -> None:
+    async def label(self, work: _Work, explained: asyncio.Event) -> None:
+        await self._label(work, explained)
+        if self.on_done is not None:
+            self._finished.append(work.result())
+            if len(self._finished) >= self.report_every:
+                self.flush()
+
+    def flush(self) -> None:
+        """Hand finished features to `on_done`: written while others are still in flight, not after."""
+        if self.on_done is not None and self._finished:
+            finished, self._finished = self._finished, []
+            self.on_done(finished)
+
+    async def _label(self, work: _Work, explained: asyncio.Event) -> None:
         """One feature: explain it, then plan, look up and score every candidate."""
         call_priority.set(EXPLAIN_FIRST)
-        await self.explain(work)
+        try:
+            await self.explain(work)
+        finally:
+            explained.set()
         if work.status != LABELLED:
             return
         call_priority.set(SCORE_LATER)
@@ -201,7 +232,11 @@ class _Run:
         await self.score(work)
 
     async def run(self, works: list[_Work], chunk_size: int) -> None:
-        """Every feature as a task; explain requests looked up a chunk at a time, just before it starts."""
+        """Every feature as a task, started a chunk at a time with one ledger lookup for its explanations.
+
+        The next chunk is planned once an explanation of this one is back: the slots hold a chunk's worth
+        of requests anyway, and planning every chunk up front would hold back the first answers.
+        """
         tasks = []
         try:
             for start in range(0, len(works), chunk_size):
@@ -209,8 +244,9 @@ class _Run:
                 current_account.set(chunk[0].account)  # calls made while planning go on the chunk's first feature
                 n = self.config.n_candidates
                 self.prefetch([r for w in chunk for r in await _plan(self.explainer, w.feature, w.split.shown, n)])
-                tasks += [asyncio.ensure_future(self.label(w)) for w in chunk]
-                await asyncio.sleep(0)  # let this chunk's requests go out before planning the next
+                explained = asyncio.Event()
+                tasks += [asyncio.ensure_future(self.label(w, explained)) for w in chunk]
+                await explained.wait()
             await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
@@ -244,18 +280,32 @@ async def label_features(
     llm: LLMContext | None,
     explainer: str | None = None,
     scorers: Sequence[str] | None = None,
+    on_done: OnDone | None = None,
 ) -> list[FeatureLabelResult]:
-    """Explain and score each feature; explainer and scorers default to the config's. One result per feature, in order."""
+    """Explain and score each feature; explainer and scorers default to the config's. One result per feature, in order.
+
+    `on_done`, when given, also receives the results as features finish, a chunk at a time, every
+    feature exactly once: the caller writes them while the rest is in flight (and a worker that dies
+    mid-batch has kept what it paid for).
+    """
     name = resolve_explainer(explainer or config.explainer, llm)
-    run = _Run(config=config, llm=llm, explainer=name, scorers=tuple(config.scorers if scorers is None else scorers))
+    size = llm.options.concurrency if llm is not None else 64
+    run = _Run(
+        config=config,
+        llm=llm,
+        explainer=name,
+        scorers=tuple(config.scorers if scorers is None else scorers),
+        on_done=on_done,
+        report_every=size,
+    )
     works = [
         _Work(f, split_examples(f, n_explain=config.n_explain_examples, n_score=config.n_score_examples), Account())
         for f in features
     ]
-    size = llm.options.concurrency if llm is not None else 64
     with frozen_heap():
         async with llm if llm is not None else nullcontext():
             probe = run.probe_logprobs(works[0].account) if works else None
             await _gather_strict([run.run(works, size), *([probe] if probe is not None else [])])
+    run.flush()
     return [w.result() for w in works]
 

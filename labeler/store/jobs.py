@@ -131,6 +131,14 @@ def job_feature_indices(session: Session, *, job_id: int, label_state: str | Non
     return list(session.scalars(query.order_by(Feature.feature_index)))
 
 
+def count_job_features(session: Session, *, job_id: int, label_state: str | None = None) -> int:
+    """Live features of the job (in one label state): counted in SQL, for progress while a batch runs."""
+    query = select(func.count()).select_from(Feature).where(Feature.job_id == job_id, Feature.is_dead.is_(False))
+    if label_state is not None:
+        query = query.where(Feature.label_state == label_state)
+    return session.scalar(query) or 0
+
+
 def count_scored_features(session: Session, *, job_id: int) -> int:
     """Live features of the job that have at least one score on one of their labels."""
     scored = (

@@ -135,3 +135,21 @@ def test_a_scorer_without_usable_answers_fails_the_feature_but_keeps_what_was_fo
     assert result.error.startswith("detection scorer on feature 0: no usable answer in 3 attempts (the answer holds no JSON list")
     assert [c.text for c in result.candidates] == ['the word "class"']
     assert [s.method for _, s in result.scores] == ["fuzzing"]
+
+
+def test_finished_features_are_handed_over_in_chunks_while_the_batch_runs(llm_server):
+    server = llm_server(latency_ms=20)
+    llm = context_for(server, concurrency=4)
+    handed: list[list[int]] = []
+    in_flight_at_handover: list[int] = []
+
+    def on_done(results):
+        handed.append([r.feature_index for r in results])
+        in_flight_at_handover.append(server.stats()["received"])
+
+    results = run(features(10), llm, on_done=on_done)
+    assert sorted(i for chunk in handed for i in chunk) == list(range(10)), "every feature exactly once"
+    assert [len(chunk) for chunk in handed[:-1]] == [4] * (len(handed) - 1) and 1 <= len(handed[-1]) <= 4
+    assert in_flight_at_handover[0] < server.stats()["received"], "the first chunk left before the batch ended"
+    assert {r.feature_index: r.status for r in results} == {i: "labelled" for i in range(10)}
+
