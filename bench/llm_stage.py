@@ -3,8 +3,8 @@
 The loopback test server (tests/llm_server.py) runs in another process. Two measurements, same server,
 same run, same concurrency:
 
-1. bare: `AsyncOpenAI.chat.completions.create` alone, C requests in flight, ~400-token prompts, as many
-   calls as the pipeline makes. bare_client_ratio = calls/s / (C / latency).
+1. bare: `AsyncOpenAI.chat.completions.create` alone (on the aiohttp transport the pipeline uses), C
+   requests in flight, ~400-token prompts, as many calls as the pipeline makes. bare_client_ratio = calls/s / (C / latency).
 2. pipeline: `label_features` on synthetic features (random token strings, no model needed) with the
    default LLM configuration (LLM explainer + detection + fuzzing), its ledger on a temporary SQLite
    database (prefetch SELECTs and the upserts of results and paid calls, a chunk at a time as features

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
@@ -262,15 +263,28 @@ def frozen_heap():
     No `gc.collect()` first: it would cost the very pause this avoids; garbage frozen with the heap is
     collected after the block like any other. Young collections are made rarer too: each answer leaves
     thousands of small containers (logprobs), and the default threshold of 700 collects every few calls.
+    The collector is one per process and an llm worker runs batches in several threads: the first batch
+    in sets it up, the last one out restores it.
     """
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *thresholds[1:])
+    with _heap_lock:
+        if not _heap_users:
+            _heap_saved[:] = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(YOUNG_GC_THRESHOLD, *_heap_saved[1:])
+        _heap_users.append(None)
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _heap_lock:
+            _heap_users.pop()
+            if not _heap_users:
+                gc.set_threshold(*_heap_saved)
+                gc.unfreeze()
+
+
+_heap_lock = threading.Lock()
+_heap_users: list[None] = []
+_heap_saved: list[int] = []
 
 
 async def label_features(

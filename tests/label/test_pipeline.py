@@ -153,3 +153,28 @@ def test_finished_features_are_handed_over_in_chunks_while_the_batch_runs(llm_se
     assert in_flight_at_handover[0] < server.stats()["received"], "the first chunk left before the batch ended"
     assert {r.feature_index: r.status for r in results} == {i: "labelled" for i in range(10)}
 
+
+
+def test_the_frozen_heap_is_set_up_once_and_restored_by_the_last_batch_out():
+    import gc
+    import threading
+
+    from labeler.label.pipeline import YOUNG_GC_THRESHOLD, frozen_heap
+
+    before = gc.get_threshold()
+    inside, release = threading.Event(), threading.Event()
+
+    def other_batch():
+        with frozen_heap():
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other_batch)
+    thread.start()
+    inside.wait(10)
+    with frozen_heap():
+        assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD and gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == YOUNG_GC_THRESHOLD, "the other batch is still running"
+    release.set()
+    thread.join(10)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
