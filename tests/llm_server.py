@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -175,30 +176,37 @@ def _lp(p: float) -> float:
 
 
 def answer_logprobs(text: str, probs: list[float] | None, top_n: int) -> list[dict]:
-    """Token logprobs for the answer: 0/1 judges get P(1) from their confidence, numbers 0-10 a sure guess."""
+    """Token logprobs for the answer: 0/1 judges get P(1) from their confidence, numbers 0-10 a sure guess.
+
+    "bytes" is left null (allowed by the API): nobody here reads it, and it is not free. Tokens without
+    a judge's confidence are answered from a cache: this runs on every judged call and must stay light.
+    """
     content = []
     judge_index = 0
     for tok in _ANSWER_TOKENS.findall(text):
         if probs is not None and tok in ("0", "1") and judge_index < len(probs):
             p1 = 0.05 + 0.9 * probs[judge_index]
             judge_index += 1
-            top = [("1", _lp(p1)), ("0", _lp(1 - p1))]
-        elif tok.isdigit():
-            other = "0" if tok != "0" else "10"
-            top = [(tok, _lp(0.9)), (other, _lp(0.1))]
+            top = sorted([("1", _lp(p1)), ("0", _lp(1 - p1))], key=lambda t: -t[1])
+            content.append(_token_logprobs(tok, tuple(top), top_n))
         else:
-            top = [(tok, 0.0)]
-        top.sort(key=lambda t: -t[1])
-        chosen = next(lp for t, lp in top if t == tok)
-        content.append(  # "bytes" left null (allowed by the API): nobody here reads it, and it is not free
-            {
-                "token": tok,
-                "logprob": chosen,
-                "bytes": None,
-                "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top[:top_n]],
-            }
-        )
+            content.append(_plain_token_logprobs(tok, top_n))
     return content
+
+
+def _token_logprobs(tok: str, top: tuple[tuple[str, float], ...], top_n: int) -> dict:
+    chosen = next(lp for t, lp in top if t == tok)
+    alternatives = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top[:top_n]]
+    return {"token": tok, "logprob": chosen, "bytes": None, "top_logprobs": alternatives}
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_token_logprobs(tok: str, top_n: int) -> dict:
+    """Shared between answers: never mutated, only serialised."""
+    if tok.isdigit():
+        other = "0" if tok != "0" else "10"
+        return _token_logprobs(tok, ((tok, _lp(0.9)), (other, _lp(0.1))), top_n)
+    return _token_logprobs(tok, ((tok, 0.0),), top_n)
 
 
 def faulty_content(kind: str, good: str) -> str:

@@ -53,6 +53,19 @@ class ClientOptions:
     prices: Prices = field(default_factory=Prices)
 
 
+# The client's informational platform headers (language, OS, runtime versions...): every header is parsed
+# and normalised several times per request on the way through httpx2, 0.2 ms of CPU per call for these.
+PLATFORM_HEADERS = (
+    "X-Stainless-Lang",
+    "X-Stainless-Package-Version",
+    "X-Stainless-OS",
+    "X-Stainless-Arch",
+    "X-Stainless-Runtime",
+    "X-Stainless-Runtime-Version",
+    "X-Stainless-Async",
+)
+
+
 def open_http(endpoint: Endpoint, options: ClientOptions) -> openai.AsyncOpenAI:
     """One AsyncOpenAI on aiohttp whose pool holds `concurrency` connections; open it inside the event loop."""
     limits = httpx2.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
@@ -61,6 +74,7 @@ def open_http(endpoint: Endpoint, options: ClientOptions) -> openai.AsyncOpenAI:
         api_key=endpoint.api_key,
         max_retries=options.max_retries,
         timeout=options.timeout_s,
+        default_headers={name: openai.Omit() for name in PLATFORM_HEADERS},
         http_client=openai.DefaultAioHttpClient(limits=limits, timeout=options.timeout_s),
     )
 

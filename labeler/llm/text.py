@@ -57,7 +57,8 @@ def render(tokens: Sequence[str], marked: Sequence[bool] | np.ndarray | None = N
         return "".join(pieces).strip()
     out: list[str] = []
     in_span = False
-    for piece, is_marked in zip(pieces, marked):
+    flags = marked.tolist() if isinstance(marked, np.ndarray) else marked  # numpy scalars are slow to test one by one
+    for piece, is_marked in zip(pieces, flags):
         if is_marked and not in_span:
             core = piece.lstrip()
             out.append(piece[: len(piece) - len(core)] + OPEN + core)
