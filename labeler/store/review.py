@@ -34,6 +34,7 @@ from labeler.store.models import (
     Sequence,
     utcnow,
 )
+from labeler.store.queries import like_pattern
 from labeler.store.sources import load_vocab
 from labeler.store.upsert import upsert_rows
 from labeler.types import LabelCandidate, Window
@@ -424,11 +425,6 @@ def feature_sae_index(session: Session, *, feature_id: int) -> tuple[int, int]:
 # ---------------------------------------------------------------- search
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def search_labels(
     session: Session,
     *,
@@ -446,7 +442,7 @@ def search_labels(
         .join(SAE, SAE.id == Feature.sae_id)
     )
     if query:
-        stmt = stmt.where(Label.text.ilike(_like_pattern(query), escape="\\"))
+        stmt = stmt.where(Label.text.ilike(like_pattern(query), escape="\\"))
     if sae_id is not None:
         stmt = stmt.where(Feature.sae_id == sae_id)
     if status is not None:
