@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from llm_server import synthetic_feature  # noqa: E402
 
 from labeler.config import LabelConfig  # noqa: E402
-from labeler.label import label_features, persist_label_results  # noqa: E402
+from labeler.label import BatchWriter, label_features  # noqa: E402
 from labeler.llm import Budget, ClientOptions, Endpoint, Ledger, LLMContext, Prices  # noqa: E402
 from labeler.llm.client import open_http  # noqa: E402
 from labeler.store.db import session_scope, upgrade  # noqa: E402
@@ -134,16 +134,23 @@ async def pipeline(base_url: str, url: str, features, *, sae_id: int, config: La
         budget=Budget(),
     )
     persist_s = 0.0
+    write = BatchWriter(sae_id=sae_id, job_id=None, budget=llm.budget, database_url=url)
 
-    def persist(results) -> None:  # as labeler.pipeline.label_batch does: a chunk at a time, during the run
-        nonlocal persist_s
-        start = time.perf_counter()
-        with session_scope(url) as session:
-            persist_label_results(session, sae_id=sae_id, job_id=None, results=results)
-        persist_s += time.perf_counter() - start
+    class TimedWriter:  # as labeler.pipeline.label_batch writes: chunks and paid calls, during the run
+        def write_features(self, results) -> None:
+            self._timed(write.write_features, results)
+
+        def write_calls(self, entries) -> None:
+            self._timed(write.write_calls, entries)
+
+        def _timed(self, method, items) -> None:
+            nonlocal persist_s
+            start = time.perf_counter()
+            method(items)
+            persist_s += time.perf_counter() - start
 
     started = time.perf_counter()
-    results = await label_features(features, config=config, llm=llm, on_done=persist)
+    results = await label_features(features, config=config, llm=llm, sink=TimedWriter())
     elapsed = time.perf_counter() - started
     return results, elapsed, persist_s, llm.ledger.n_loads
 

@@ -184,7 +184,7 @@ def label_batches(job_id: int, feature_indices: Sequence[int]) -> list[Work]:
 
 def label_batch(job_id: int, feature_indices: Sequence[int], explain_model: str | None = None) -> list[Work]:
     """Explain and score the still-pending features of one batch; the last batch advances the job."""
-    from labeler.label import label_features, llm_context_for, persist_label_results
+    from labeler.label import BatchWriter, label_features, llm_context_for
 
     with session_scope() as session:
         job = store_jobs.get_job(session, job_id)
@@ -202,13 +202,13 @@ def label_batch(job_id: int, feature_indices: Sequence[int], explain_model: str 
         if explain_model:
             label_config = label_config.model_copy(update={"explain_model": explain_model})
         llm = llm_context_for(label_config, job_id=job_id)
-
-        def persist(results) -> None:  # a chunk at a time, while the rest of the batch is in flight
-            with session_scope() as session:
-                persist_label_results(session, sae_id=sae.id, job_id=job_id, results=results)
-                _label_progress(session, job_id, count_scored=False)  # the scoring count is a join: once, below
-
-        asyncio.run(label_features(features, config=label_config, llm=llm, on_done=persist))
+        write = BatchWriter(  # a chunk at a time, while the rest of the batch is in flight
+            sae_id=sae.id,
+            job_id=job_id,
+            budget=llm.budget if llm is not None else None,
+            after=lambda session: _label_progress(session, job_id, count_scored=False),  # scoring count: a join, once below
+        )
+        asyncio.run(label_features(features, config=label_config, llm=llm, sink=write))
 
     with session_scope() as session:
         remaining = _label_progress(session, job_id)

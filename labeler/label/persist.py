@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 from sqlalchemy.orm import Session
 
 from labeler.config import LabelConfig
 from labeler.errors import ConfigError, NotFoundError
 from labeler.label.pipeline import PENDING, FeatureLabelResult
-from labeler.llm import Budget, ClientOptions, Endpoint, Ledger, LLMContext, Prices
+from labeler.llm import Budget, ClientOptions, Endpoint, Ledger, LedgerEntry, LLMContext, Prices
 from labeler.settings import Settings, get_settings
 from labeler.store.db import session_scope
 from labeler.store.features import feature_ids
@@ -96,3 +97,52 @@ def persist_label_results(
     set_label_states(session, states={ids[r.feature_index]: (r.status, r.error) for r in done})
     if job_id is not None:
         update_job_llm_totals(session, job_id=job_id)
+
+
+class BatchWriter:
+    """The `sink` of one batch (`label_features`): writes finished features and paid calls as they come,
+    and keeps the batch's budget in step with what every worker of the job has written, so parallel
+    workers stop near the job's budget instead of each spending up to it. `after(session)` runs in the
+    features' transaction (job progress)."""
+
+    def __init__(
+        self,
+        *,
+        sae_id: int,
+        job_id: int | None,
+        budget: Budget | None = None,
+        database_url: str | None = None,
+        after: Callable[[Session], Any] | None = None,
+    ) -> None:
+        self.sae_id, self.job_id, self.budget = sae_id, job_id, budget
+        self.database_url, self.after = database_url, after
+        self._written: dict[str, tuple[int, float]] = {}  # request hash -> (prompt tokens, cost) stored
+
+    def write_features(self, results: Sequence[FeatureLabelResult]) -> None:
+        fresh = [e for r in results for e in r.llm_calls if e.request_hash not in self._written]
+        with session_scope(self.database_url) as session:
+            upsert_llm_calls(session, entries=fresh)  # the rest went out with write_calls already
+            persist_label_results(
+                session, sae_id=self.sae_id, job_id=self.job_id, results=[replace(r, llm_calls=()) for r in results]
+            )
+            self._resync(session, fresh)
+            if self.after is not None:
+                self.after(session)
+
+    def write_calls(self, entries: Sequence[LedgerEntry]) -> None:
+        with session_scope(self.database_url) as session:
+            upsert_llm_calls(session, entries=entries)
+            self._resync(session, entries)
+
+    def _resync(self, session: Session, written: Sequence[LedgerEntry]) -> None:
+        for e in written:
+            self._written[e.request_hash] = (e.prompt_tokens, e.cost_usd)
+        if self.job_id is None or self.budget is None or self.budget.unlimited:
+            return
+        job_tokens, _, job_cost = job_llm_usage(session, job_id=self.job_id)
+        self.budget.resync(
+            job_prompt_tokens=job_tokens,
+            job_cost_usd=job_cost,
+            written_prompt_tokens=sum(t for t, _ in self._written.values()),
+            written_cost_usd=sum(c for _, c in self._written.values()),
+        )

@@ -23,7 +23,7 @@ import inspect
 import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Protocol, Sequence
 
 from labeler.config import LabelConfig
 from labeler.errors import BudgetExceededError, LLMError
@@ -108,7 +108,18 @@ class _Work:
         )
 
 
-OnDone = Callable[[list["FeatureLabelResult"]], None]
+CALLS_EVERY_S = 1.0  # how often paid calls are handed to the sink while a batch runs
+
+
+class ResultSink(Protocol):
+    """Where a batch's results go while it runs (labeler.label.persist.BatchWriter writes them to SQL)."""
+
+    def write_features(self, results: list["FeatureLabelResult"]) -> None:
+        """Finished features, a chunk at a time, each exactly once."""
+
+    def write_calls(self, entries: list[LedgerEntry]) -> None:
+        """Calls paid since the last hand-over, every CALLS_EVERY_S: explanations go out long before
+        their features finish, and other workers of the job should see that money spent."""
 
 
 class _Run:
@@ -119,12 +130,12 @@ class _Run:
         llm: LLMContext | None,
         explainer: str,
         scorers: Sequence[str],
-        on_done: OnDone | None = None,
+        sink: ResultSink | None = None,
         report_every: int = 64,
     ) -> None:
         self.config = config
         self.llm = llm
-        self.on_done = on_done
+        self.sink = sink
         self.report_every = report_every
         self._finished: list[FeatureLabelResult] = []
         self.explainer = build_explainer(explainer, config=config, llm=llm)
@@ -195,16 +206,27 @@ class _Run:
 
     async def label(self, work: _Work, explained: asyncio.Event) -> None:
         await self._label(work, explained)
-        if self.on_done is not None:
+        if self.sink is not None:
             self._finished.append(work.result())
             if len(self._finished) >= self.report_every:
                 self.flush()
 
     def flush(self) -> None:
-        """Hand finished features to `on_done`: written while others are still in flight, not after."""
-        if self.on_done is not None and self._finished:
+        """Hand finished features to the sink: written while others are still in flight, not after."""
+        if self.sink is not None and self._finished:
             finished, self._finished = self._finished, []
-            self.on_done(finished)
+            self.sink.write_features(finished)
+
+    def flush_calls(self) -> None:
+        if self.sink is not None and self.llm is not None:
+            entries = self.llm.ledger.take_unwritten()
+            if entries:
+                self.sink.write_calls(entries)
+
+    async def hand_over_calls(self) -> None:
+        while True:
+            await asyncio.sleep(CALLS_EVERY_S)
+            self.flush_calls()
 
     async def _label(self, work: _Work, explained: asyncio.Event) -> None:
         """One feature: explain it, then plan, look up and score every candidate."""
@@ -294,13 +316,13 @@ async def label_features(
     llm: LLMContext | None,
     explainer: str | None = None,
     scorers: Sequence[str] | None = None,
-    on_done: OnDone | None = None,
+    sink: ResultSink | None = None,
 ) -> list[FeatureLabelResult]:
     """Explain and score each feature; explainer and scorers default to the config's. One result per feature, in order.
 
-    `on_done`, when given, also receives the results as features finish, a chunk at a time, every
-    feature exactly once: the caller writes them while the rest is in flight (and a worker that dies
-    mid-batch has kept what it paid for).
+    A `sink`, when given, also receives the results while the batch runs: finished features a chunk at a
+    time and paid calls every second, so they are written while the rest is in flight (and a worker that
+    dies mid-batch has kept what it paid for).
     """
     name = resolve_explainer(explainer or config.explainer, llm)
     size = llm.options.concurrency if llm is not None else 64
@@ -309,7 +331,7 @@ async def label_features(
         llm=llm,
         explainer=name,
         scorers=tuple(config.scorers if scorers is None else scorers),
-        on_done=on_done,
+        sink=sink,
         report_every=size,
     )
     works = [
@@ -319,7 +341,12 @@ async def label_features(
     with frozen_heap():
         async with llm if llm is not None else nullcontext():
             probe = run.probe_logprobs(works[0].account) if works else None
-            await _gather_strict([run.run(works, size), *([probe] if probe is not None else [])])
+            hand_over = asyncio.ensure_future(run.hand_over_calls()) if sink is not None else None
+            try:
+                await _gather_strict([run.run(works, size), *([probe] if probe is not None else [])])
+            finally:
+                if hand_over is not None:
+                    hand_over.cancel()
+    run.flush_calls()
     run.flush()
     return [w.result() for w in works]
-

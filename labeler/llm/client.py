@@ -159,9 +159,13 @@ class LLMClient:
         prices = self.options.prices
         reserved_tokens = estimate_prompt_tokens(request)
         reserved_cost = prices.cost(reserved_tokens, request.max_tokens * request.n)
-        self.budget.reserve(reserved_tokens, reserved_cost)
+        reserved = False
         try:
             async with self._slots.hold():
+                # reserved at the slot: a request waiting for one holds nothing back, and is checked against
+                # what the job spent meanwhile (other workers' spending arrives through Budget.resync)
+                self.budget.reserve(reserved_tokens, reserved_cost)
+                reserved = True
                 started = time.perf_counter()
                 # Content-Type: application/json is one of the client's default headers
                 response = await self._http.post("/chat/completions", content=request.body, cast_to=httpx2.Response)
@@ -181,7 +185,8 @@ class LLMClient:
         except (ValueError, openai.OpenAIError) as exc:
             raise LLMError(f"LLM endpoint {self.endpoint.base_url} sent an unreadable response: {exc}") from exc
         finally:
-            self.budget.release(reserved_tokens, reserved_cost)
+            if reserved:
+                self.budget.release(reserved_tokens, reserved_cost)
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
             error = body.get("error") if isinstance(body, dict) else None  # some proxies answer 200 {"error": ...}
             raise LLMError(

@@ -3,8 +3,10 @@
 SQL is touched only in bulk and only through a loader the caller provides (`labeler.store.llm_calls`):
 `prefetch` asks once for every hash a batch of features is about to need, so a call on the hot path is a
 dict lookup. Work that only learns its requests late (scoring, once a label exists) asks through
-`load`, and what many features ask within COALESCE_S shares one query. New calls are not written here; each one travels with its feature's result (`Account`) and
-`persist_label_results` upserts them in the same transaction as the labels they paid for.
+`load`, and what many features ask within COALESCE_S shares one query. New calls are not written here:
+each one travels with its feature's result (`Account`), written with the labels it paid for, and is
+also handed out once by `take_unwritten`, so a running batch can store its spending before its features
+finish (both writes are upserts on the request hash).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Ledger:
         self._asked: set[str] = set()  # hashes the loader has already been asked about
         self.n_loads = 0  # SELECTs issued, so tests and benches can see the batching
         self._waiting: list[str] = []
+        self._unwritten: list[LedgerEntry] = []  # paid here, not yet handed to a writer
         self._loaded: asyncio.Future | None = None
 
     def __len__(self) -> int:
@@ -73,7 +76,15 @@ class Ledger:
         return self._entries.get(request_hash)
 
     def record(self, entry: LedgerEntry) -> None:
-        self._entries.setdefault(entry.request_hash, entry)
+        """A call just paid for."""
+        if entry.request_hash not in self._entries:
+            self._entries[entry.request_hash] = entry
+            self._unwritten.append(entry)
+
+    def take_unwritten(self) -> list[LedgerEntry]:
+        """Calls paid since the last take, for a writer to store while the batch runs."""
+        taken, self._unwritten = self._unwritten, []
+        return taken
 
     def entries(self) -> list[LedgerEntry]:
         return list(self._entries.values())

@@ -116,3 +116,36 @@ def test_stage_models_and_endpoints_resolve_with_fallbacks():
     llm = llm_context_for(LabelConfig(explain_model="big"), settings=settings)
     assert (llm.explain.endpoint.base_url, llm.explain.model) == ("http://a/v1", "big")
     assert (llm.score.endpoint.base_url, llm.score.endpoint.api_key, llm.score.model) == ("http://b/v1", "kb", "base")
+
+
+def test_two_workers_of_one_job_stop_near_its_budget_together(db_url, session, llm_server, monkeypatch):
+    """Each worker writes its paid calls every second and resyncs its budget from SQL: together they
+    stop near the job's limit, where two private budgets would each spend up to it."""
+    from labeler.label import BatchWriter
+    from labeler.llm import Budget
+
+    import labeler.label.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "CALLS_EVERY_S", 0.05)  # the 10 ms server makes a second a long time
+    server = llm_server(latency_ms=10)
+    sae_id, job_id, features = seed_job(session, 48)
+    session.commit()
+    limit = 40_000  # prompt tokens: about a third of what the 48 features need
+
+    def worker(part):
+        budget = Budget(max_prompt_tokens=limit)
+        llm = context_for(server, concurrency=2, budget=budget, ledger=Ledger(job_id=job_id))
+        write = BatchWriter(sae_id=sae_id, job_id=job_id, budget=budget, database_url=db_url)
+        return label_features(part, config=CONFIG, llm=llm, sink=write)
+
+    async def both():
+        return await asyncio.gather(worker(features[0::2]), worker(features[1::2]))
+
+    results = [r for part in asyncio.run(both()) for r in part]
+    paid = session.scalar(select(func.coalesce(func.sum(LLMCall.prompt_tokens), 0)).where(LLMCall.job_id == job_id))
+    biggest_call = session.scalar(select(func.max(LLMCall.prompt_tokens)))
+    pending = sum(r.status == "pending" for r in results)
+    assert pending > 0, "the budget stopped both workers"
+    # between two hand-overs each worker may pay what the other has not written yet: a few calls each
+    assert paid <= limit + 2 * 8 * biggest_call, (paid, limit)
+    assert paid < 2 * limit * 0.8, "not two private budgets"

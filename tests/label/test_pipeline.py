@@ -137,22 +137,35 @@ def test_a_scorer_without_usable_answers_fails_the_feature_but_keeps_what_was_fo
     assert [s.method for _, s in result.scores] == ["fuzzing"]
 
 
-def test_finished_features_are_handed_over_in_chunks_while_the_batch_runs(llm_server):
+def test_finished_features_and_paid_calls_are_handed_over_while_the_batch_runs(llm_server, monkeypatch):
+    import labeler.label.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "CALLS_EVERY_S", 0.05)
     server = llm_server(latency_ms=20)
     llm = context_for(server, concurrency=4)
-    handed: list[list[int]] = []
-    in_flight_at_handover: list[int] = []
 
-    def on_done(results):
-        handed.append([r.feature_index for r in results])
-        in_flight_at_handover.append(server.stats()["received"])
+    class Sink:
+        def __init__(self):
+            self.features: list[list[int]] = []
+            self.calls: list[str] = []
+            self.received_at_first_chunk: int | None = None
 
-    results = run(features(10), llm, on_done=on_done)
-    assert sorted(i for chunk in handed for i in chunk) == list(range(10)), "every feature exactly once"
-    assert [len(chunk) for chunk in handed[:-1]] == [4] * (len(handed) - 1) and 1 <= len(handed[-1]) <= 4
-    assert in_flight_at_handover[0] < server.stats()["received"], "the first chunk left before the batch ended"
+        def write_features(self, results):
+            self.features.append([r.feature_index for r in results])
+            if self.received_at_first_chunk is None:
+                self.received_at_first_chunk = server.stats()["received"]
+
+        def write_calls(self, entries):
+            self.calls += [e.request_hash for e in entries]
+
+    sink = Sink()
+    results = run(features(10), llm, sink=sink)
+    assert sorted(i for chunk in sink.features for i in chunk) == list(range(10)), "every feature exactly once"
+    assert [len(chunk) for chunk in sink.features[:-1]] == [4] * (len(sink.features) - 1)
+    assert sink.received_at_first_chunk < server.stats()["received"], "the first chunk left before the batch ended"
+    paid = [e.request_hash for r in results for e in r.llm_calls]
+    assert sorted(sink.calls) == sorted(paid) and len(set(sink.calls)) == len(sink.calls), "every paid call exactly once"
     assert {r.feature_index: r.status for r in results} == {i: "labelled" for i in range(10)}
-
 
 
 def test_the_frozen_heap_is_set_up_once_and_restored_by_the_last_batch_out():
