@@ -7,8 +7,8 @@ same run, same concurrency:
    requests in flight, ~400-token prompts, as many calls as the pipeline makes. bare_client_ratio = calls/s / (C / latency).
 2. pipeline: `label_features` on synthetic features (random token strings, no model needed) with the
    default LLM configuration (LLM explainer + detection + fuzzing), its ledger on a temporary SQLite
-   database (prefetch SELECTs and the upserts of results and paid calls, a chunk at a time as features
-   finish, as the pipeline's label_batch does, included in the time).
+   database (prefetch SELECTs, and the upserts of results and paid calls on the writer thread as features
+   finish, as the pipeline's label_batch does: the batch ends when everything is written).
    llm_stage_ratio = features/s / (C / latency / LLM calls per feature).
 
 It prints bare_client_ratio=, llm_stage_ratio=, pipeline_vs_bare= (the pipeline's LLM calls/s over the
@@ -191,7 +191,7 @@ def main() -> None:
                 statuses = {s: sum(r.status == s for r in results) for s in ("labelled", "failed", "pending")}
                 print(
                     f"run {run}: bare client {n_calls} calls at {bare:.1f} calls/s; pipeline {len(features)} features "
-                    f"{statuses} in {elapsed:.2f} s ({persist_s:.2f} s of it persisting, during the run), {n_calls / len(features):.3f} "
+                    f"{statuses} in {elapsed:.2f} s ({persist_s:.2f} s of writing to SQL on the writer thread, beside the calls), {n_calls / len(features):.3f} "
                     f"calls/feature, {n_loads} ledger SELECTs, {len(features) / elapsed * 60:.0f} features/min"
                 )
                 best_bare = max(best_bare, bare)

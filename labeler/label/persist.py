@@ -67,8 +67,8 @@ def llm_context_for(
         budget=Budget(
             max_prompt_tokens=config.max_prompt_tokens,
             max_cost_usd=config.max_cost_usd,
-            spent_prompt_tokens=spent_tokens,
-            spent_cost_usd=spent_cost,
+            elsewhere_prompt_tokens=spent_tokens,
+            elsewhere_cost_usd=spent_cost,
         ),
     )
 

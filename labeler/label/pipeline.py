@@ -21,6 +21,7 @@ import asyncio
 import gc
 import inspect
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Awaitable, Protocol, Sequence
@@ -138,6 +139,10 @@ class _Run:
         self.sink = sink
         self.report_every = report_every
         self._finished: list[FeatureLabelResult] = []
+        # The sink writes on one thread of its own, in order: a database round trip (a commit's fsync, a
+        # remote PostgreSQL) then waits beside the LLM calls instead of stalling the event loop.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-sink") if sink is not None else None
+        self._writes: list[asyncio.Future] = []
         self.explainer = build_explainer(explainer, config=config, llm=llm)
         self.scorers: dict[str, Any] = {}
         for name in scorers:
@@ -215,18 +220,36 @@ class _Run:
         """Hand finished features to the sink: written while others are still in flight, not after."""
         if self.sink is not None and self._finished:
             finished, self._finished = self._finished, []
-            self.sink.write_features(finished)
+            self._write(self.sink.write_features, finished)
 
     def flush_calls(self) -> None:
         if self.sink is not None and self.llm is not None:
             entries = self.llm.ledger.take_unwritten()
             if entries:
-                self.sink.write_calls(entries)
+                self._write(self.sink.write_calls, entries)
+
+    def _write(self, method, items: list) -> None:
+        failed = [w for w in self._writes if w.done() and w.exception() is not None]
+        if failed:  # a write that failed stops the batch here rather than at its end
+            raise failed[0].exception()
+        self._writes = [w for w in self._writes if not w.done()]
+        self._writes.append(asyncio.get_running_loop().run_in_executor(self._writer, method, items))
 
     async def hand_over_calls(self) -> None:
         while True:
             await asyncio.sleep(CALLS_EVERY_S)
             self.flush_calls()
+
+    async def finish_writes(self) -> None:
+        """Hand over what is left and wait until the sink has written everything."""
+        if self._writer is None:
+            return
+        try:
+            self.flush_calls()
+            self.flush()
+            await asyncio.gather(*self._writes)
+        finally:
+            self._writer.shutdown(wait=True)
 
     async def _label(self, work: _Work, explained: asyncio.Event) -> None:
         """One feature: explain it, then plan, look up and score every candidate."""
@@ -347,6 +370,5 @@ async def label_features(
             finally:
                 if hand_over is not None:
                     hand_over.cancel()
-    run.flush_calls()
-    run.flush()
+                await run.finish_writes()
     return [w.result() for w in works]

@@ -53,21 +53,30 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
 
 @dataclass
 class Budget:
-    """Limits of one job, with what the job had already spent when this worker started.
+    """Limits of one job and what it has spent: elsewhere (before this worker started, or by other workers
+    of the job, as far as SQL shows; see `resync`) plus what this worker paid itself.
 
-    `spent_*` is the whole job's spending as far as this worker knows; `paid_*` what this worker itself
-    paid. Other workers of the same job spend too: `resync` folds in what they have written to SQL.
+    Each half has one writer: `spend` (the event loop) adds to `paid_*`, `resync` (the thread that writes
+    results) replaces `elsewhere_*`, so neither loses the other's update.
     """
 
     max_prompt_tokens: int | None = None
     max_cost_usd: float | None = None
-    spent_prompt_tokens: int = 0
-    spent_cost_usd: float = 0.0
+    elsewhere_prompt_tokens: int = 0
+    elsewhere_cost_usd: float = 0.0
     reserved_prompt_tokens: int = 0
     reserved_cost_usd: float = 0.0
     exhausted: bool = False
     paid_prompt_tokens: int = 0
     paid_cost_usd: float = 0.0
+
+    @property
+    def spent_prompt_tokens(self) -> int:
+        return self.elsewhere_prompt_tokens + self.paid_prompt_tokens
+
+    @property
+    def spent_cost_usd(self) -> float:
+        return self.elsewhere_cost_usd + self.paid_cost_usd
 
     @property
     def unlimited(self) -> bool:
@@ -102,13 +111,11 @@ class Budget:
         self.reserved_cost_usd -= cost_usd
 
     def spend(self, prompt_tokens: int, cost_usd: float) -> None:
-        self.spent_prompt_tokens += prompt_tokens
-        self.spent_cost_usd += cost_usd
         self.paid_prompt_tokens += prompt_tokens
         self.paid_cost_usd += cost_usd
 
     def resync(self, *, job_prompt_tokens: int, job_cost_usd: float, written_prompt_tokens: int, written_cost_usd: float) -> None:
-        """The job's totals in SQL (every worker's written calls, ours included) plus what we paid but
-        have not written yet."""
-        self.spent_prompt_tokens = job_prompt_tokens + self.paid_prompt_tokens - written_prompt_tokens
-        self.spent_cost_usd = job_cost_usd + self.paid_cost_usd - written_cost_usd
+        """The job's totals in SQL (every worker's written calls, ours included) less what we wrote of ours:
+        the rest of the job's spending."""
+        self.elsewhere_prompt_tokens = job_prompt_tokens - written_prompt_tokens
+        self.elsewhere_cost_usd = job_cost_usd - written_cost_usd

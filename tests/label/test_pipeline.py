@@ -191,3 +191,15 @@ def test_the_frozen_heap_is_set_up_once_and_restored_by_the_last_batch_out():
     release.set()
     thread.join(10)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_a_sink_that_fails_to_write_fails_the_batch(llm_server):
+    class BrokenSink:
+        def write_features(self, results):
+            raise RuntimeError("database went away")
+
+        def write_calls(self, entries):
+            pass
+
+    with pytest.raises(RuntimeError, match="database went away"):
+        run(features(6), context_for(llm_server(), concurrency=2), sink=BrokenSink())
