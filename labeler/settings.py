@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     web_https_only: bool = Field(default=False, description="Send the session cookie over HTTPS only (set behind TLS).")
+    web_login_failures: str = Field(
+        default="10/minute",
+        description="Failed sign-ins allowed per user name and per client address in a moving window "
+        "(e.g. 10/minute, 50/hour); beyond it the login answers 429 until the window frees up.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -22,6 +22,7 @@ from labeler.web.deps import CurrentUser, verify_csrf
 from labeler.web.errors import install_error_handlers
 from labeler.web.headers import SecurityHeadersMiddleware
 from labeler.web.routes import api, auth, features, health, jobs, labels, queue, review, users
+from labeler.web.throttle import LoginThrottle
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "labeler_session"
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.resolved_database_url)
+    app.state.login_throttle = LoginThrottle(settings.web_login_failures)
 
     app.add_middleware(
         SessionMiddleware,

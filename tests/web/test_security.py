@@ -182,3 +182,29 @@ def test_templates_have_no_inline_script_and_no_safe_filter():
         assert re.search(r"<script(?![^>]*\bsrc=)", text) is None, template.name
         assert re.search(r"\son[a-z]+=", text) is None, template.name
         assert "style=" not in text, template.name
+
+
+def test_failed_sign_ins_are_throttled_per_name_and_address(client, seeded, monkeypatch):
+    from labeler.web.throttle import LoginThrottle
+
+    client.app.state.login_throttle = LoginThrottle("3/minute")
+    csrf = csrf_of(client.get("/login").text)
+
+    def attempt(username, password):
+        return client.post("/login", data={"username": username, "password": password, "csrf_token": csrf}, follow_redirects=False)
+
+    assert [attempt(ADMIN[0], "wrong-guess").status_code for _ in range(3)] == [401, 401, 401]
+    locked = attempt(ADMIN[0], ADMIN[1])  # even the right password waits: a lock that a right guess lifts is no lock
+    assert locked.status_code == 429 and "too many failed sign-ins" in locked.text
+    assert 1 <= int(locked.headers["Retry-After"]) <= 60
+    assert client.get("/queue", follow_redirects=False).status_code == 303
+    # the same address is locked for every name too (one client guessing across accounts)
+    assert attempt("someone-else", "whatever-pw").status_code == 429
+
+
+def test_a_login_rate_that_does_not_parse_is_a_config_error():
+    from labeler.errors import ConfigError
+    from labeler.web.throttle import LoginThrottle
+
+    with pytest.raises(ConfigError, match="LABELER_WEB_LOGIN_FAILURES='often' is not a rate"):
+        LoginThrottle("often")

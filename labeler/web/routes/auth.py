@@ -36,9 +36,18 @@ def login(
     password: Annotated[Text, Form(max_length=200)],
     next: Annotated[OptionalText, Form(max_length=2000)] = None,
 ) -> Response:
+    throttle = request.app.state.login_throttle
+    keys = (f"name:{username.strip().lower()}", f"address:{request.client.host if request.client else '?'}")
+    wait_s = throttle.retry_after_s(keys)
+    if wait_s is not None:
+        context = {"next": safe_next(next), "error": f"too many failed sign-ins; try again in {wait_s} s"}
+        response = render(request, "login.html", context, status_code=429)
+        response.headers["Retry-After"] = str(wait_s)
+        return response
     user = store_users.find_user_by_name(session, name=username.strip())
     stored = user.password_hash if user is not None else DUMMY_PASSWORD_HASH
     if not verify_password(password, stored) or user is None:
+        throttle.failed(keys)
         context = {"next": safe_next(next), "error": "name or password is wrong"}
         return render(request, "login.html", context, status_code=401)
     request.session.clear()
