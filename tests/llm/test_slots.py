@@ -10,6 +10,11 @@ from labeler.llm import Ledger
 from labeler.llm.slots import EXPLAIN_FIRST, SCORE_LATER, Slots, call_priority
 
 
+async def hold_until(slots: Slots, gate: asyncio.Event) -> None:
+    async with slots.hold():
+        await gate.wait()
+
+
 def test_waiters_are_served_by_priority_then_in_arrival_order():
     served: list[str] = []
 
@@ -17,16 +22,12 @@ def test_waiters_are_served_by_priority_then_in_arrival_order():
         slots = Slots(1)
         gate = asyncio.Event()
 
-        async def holder():
-            async with slots.hold():
-                await gate.wait()
-
         async def call(name: str, priority: int):
             call_priority.set(priority)
             async with slots.hold():
                 served.append(name)
 
-        first = asyncio.ensure_future(holder())
+        first = asyncio.ensure_future(hold_until(slots, gate))
         await asyncio.sleep(0)
         waiters = [
             asyncio.ensure_future(call(name, priority))
@@ -45,15 +46,10 @@ def test_a_cancelled_waiter_neither_takes_nor_loses_a_slot():
     async def go():
         slots = Slots(2)
         gate = asyncio.Event()
-
-        async def hold():
-            async with slots.hold():
-                await gate.wait()
-
-        holders = [asyncio.ensure_future(hold()) for _ in range(2)]
+        holders = [asyncio.ensure_future(hold_until(slots, gate)) for _ in range(2)]
         await asyncio.sleep(0)
-        cancelled = asyncio.ensure_future(hold())
-        later = asyncio.ensure_future(hold())
+        cancelled = asyncio.ensure_future(hold_until(slots, gate))
+        later = asyncio.ensure_future(hold_until(slots, gate))
         await asyncio.sleep(0)
         cancelled.cancel()
         gate.set()
