@@ -31,6 +31,7 @@ import re
 import sys
 import threading
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import orjson
@@ -53,6 +54,7 @@ _MARKED = re.compile(r"<<(.+?)>>")
 _QUOTED = re.compile(r"[\"“”'‘’]([^\"“”'‘’]+)[\"“”'‘’]")
 _NUMBERED = re.compile(r"^(\d+)\. (.*)$", re.MULTILINE)
 _ANSWER_TOKENS = re.compile(r"\d+|\w+|\s+|[^\w\s]")
+_arrived: ContextVar[float] = ContextVar("arrived")  # when the request being answered was read (loop time)
 
 
 @dataclass
@@ -312,10 +314,11 @@ class LLMTestServer:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                _arrived.set(asyncio.get_running_loop().time())
                 status, payload, extra = await self._route(method, path, headers, body, reader)
                 if status == 0:  # hung up on purpose
                     return
-                data = orjson.dumps(payload)  # the heaviest step here (logprobs); the server must stay light
+                data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
                 head_out = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "content-type: application/json"]
                 head_out += [f"{k}: {v}" for k, v in extra.items()]
                 head_out += [f"content-length: {len(data)}", "connection: keep-alive", "", ""]
@@ -359,6 +362,13 @@ class LLMTestServer:
             return None
         return cfg.fault_kinds[int.from_bytes(h[4:8], "big") % len(cfg.fault_kinds)]
 
+    async def _until_latency(self) -> None:
+        """Wait until `latency_ms` after the request arrived: the work of answering happens inside it, as on a
+        real endpoint, so a request's latency is the configured one, not that plus this server's own CPU."""
+        if self.config.latency_ms:
+            deadline = _arrived.get() + self.config.latency_ms / 1000
+            await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
+
     async def _chat(self, body: bytes, reader: asyncio.StreamReader):
         try:
             request = orjson.loads(body)
@@ -367,8 +377,8 @@ class LLMTestServer:
             return 400, {"error": {"message": "body must be JSON with messages"}}, {}
         digest = hashlib.sha256(body).hexdigest()  # the openai client serialises one request the same way each time
         fault = self._decide_fault(request, digest)
-        if self.config.latency_ms:
-            await asyncio.sleep(self.config.latency_ms / 1000)
+        if fault is not None and fault in TRANSPORT_FAULTS:
+            await self._until_latency()
         if fault == "timeout":
             self._count("timeout")
             try:
@@ -395,13 +405,9 @@ class LLMTestServer:
             if want_logprobs:
                 choice["logprobs"] = {"content": answer_logprobs(text, probs, top_n)}
             choices.append(choice)
-        if reader.at_eof():  # the client gave up (timed out) while we worked: nothing is delivered or paid
-            self._count("abandoned")
-            return 0, None, {}
-        self._count(fault or "ok", paid=digest)
         prompt_tokens = sum(estimate_tokens(m.get("content") or "") for m in messages)
         completion_tokens = sum(estimate_tokens(c["message"]["content"]) for c in choices)
-        return 200, {
+        data = orjson.dumps({  # serialised inside the latency too: with logprobs, the heaviest step here
             "id": f"chatcmpl-{digest[:12]}",
             "object": "chat.completion",
             "created": 0,
@@ -412,7 +418,13 @@ class LLMTestServer:
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
             },
-        }, {}
+        })
+        await self._until_latency()
+        if reader.at_eof():  # the client gave up (timed out) while we waited: nothing is delivered or paid
+            self._count("abandoned")
+            return 0, None, {}
+        self._count(fault or "ok", paid=digest)
+        return 200, data, {}
 
     def _count(self, outcome: str, paid: str | None = None) -> None:
         with self._lock:

@@ -23,7 +23,8 @@ import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Awaitable, Protocol, Sequence
 
 from labeler.config import LabelConfig
@@ -91,12 +92,17 @@ async def _plan(obj: Any, *args) -> list:
 @dataclass
 class _Work:
     feature: FeatureExamples
-    split: ExampleSplit
-    account: Account
+    config: LabelConfig
+    account: Account = field(default_factory=Account)
     candidates: tuple[LabelCandidate, ...] = ()
     scores: tuple[tuple[int, ScoreResult], ...] = ()
     status: str = PENDING
     error: str | None = None
+
+    @cached_property
+    def split(self) -> ExampleSplit:
+        """Made when the feature's chunk is planned: splitting a whole batch up front delays the first request."""
+        return split_examples(self.feature, n_explain=self.config.n_explain_examples, n_score=self.config.n_score_examples)
 
     def result(self) -> FeatureLabelResult:
         keep = self.status != PENDING
@@ -359,10 +365,7 @@ async def label_features(
         sink=sink,
         report_every=size,
     )
-    works = [
-        _Work(f, split_examples(f, n_explain=config.n_explain_examples, n_score=config.n_score_examples), Account())
-        for f in features
-    ]
+    works = [_Work(f, config) for f in features]
     with frozen_heap():
         async with llm if llm is not None else nullcontext():
             probe = run.probe_logprobs(works[0].account) if works else None

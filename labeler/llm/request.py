@@ -7,6 +7,7 @@ logprobs) and nothing else, so the same question asked again is answered from th
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -133,8 +134,10 @@ class LedgerEntry:
 def normalise_response(raw: dict[str, Any]) -> dict[str, Any]:
     """Keep what a later replay needs (text, finish reason, logprobs) in a compact JSON form.
 
-    Logprobs become [token, logprob, [[alt, logprob], ...]] triples, rounded to 1e-5 (a probability to
-    0.001 %): a fraction of OpenAI's verbose form, and of the ledger's size.
+    Logprobs are stored column-wise, rounded to 1e-5 (a probability to 0.001 %):
+    {"tokens": [...], "logprobs": [...], "top_counts": [...], "top_tokens": [...], "top_logprobs": [...]},
+    the alternatives of all positions concatenated. Five lists per answer instead of seven per token:
+    answers stay in memory until their batch is written, and a garbage collection walks every list.
     """
     choices = []
     for choice in raw.get("choices") or []:
@@ -145,40 +148,39 @@ def normalise_response(raw: dict[str, Any]) -> dict[str, Any]:
             {
                 "text": message.get("content") or "",
                 "finish_reason": choice.get("finish_reason"),
-                "logprobs": None if content is None else _compact_logprobs(content),
+                "logprobs": None if content is None else _columns(content),
             }
         )
     return {"model": raw.get("model", ""), "choices": choices}
 
 
-def _compact_logprobs(content: list[dict[str, Any]]) -> list[list[Any]]:
-    """Every token of an answer passes through here: the strict form first, the forgiving one when an
-    endpoint leaves fields out."""
-    try:
-        return [
-            [t["token"], round(t["logprob"], 5), [[a["token"], round(a["logprob"], 5)] for a in t["top_logprobs"] or ()]]
-            for t in content
-        ]
-    except (KeyError, TypeError):
-        return [
-            [
-                t.get("token") or "",
-                round(t.get("logprob") or 0.0, 5),
-                [[a.get("token") or "", round(a.get("logprob") or 0.0, 5)] for a in t.get("top_logprobs") or ()],
-            ]
-            for t in content
-        ]
+def _columns(content: list[dict[str, Any]]) -> dict[str, list]:
+    """The OpenAI per-token objects as columns; missing fields read as empty (some endpoints leave them out)."""
+    tokens, logprobs, counts, top_tokens, top_logprobs = [], [], [], [], []
+    for t in content:
+        tokens.append(t.get("token") or "")
+        logprobs.append(round(t.get("logprob") or 0.0, 5))
+        top = t.get("top_logprobs") or ()
+        counts.append(len(top))
+        for a in top:
+            top_tokens.append(a.get("token") or "")
+            top_logprobs.append(round(a.get("logprob") or 0.0, 5))
+    return {"tokens": tokens, "logprobs": logprobs, "top_counts": counts, "top_tokens": top_tokens, "top_logprobs": top_logprobs}
+
+
+def _token_logprobs(stored: dict[str, list] | list) -> tuple[TokenLogprob, ...]:
+    if isinstance(stored, list):  # ledger rows written before the column-wise form: [token, logprob, [[alt, logprob]...]]
+        return tuple(TokenLogprob(tok, lp, tuple(map(tuple, top))) for tok, lp, top in stored)
+    alternatives = zip(stored["top_tokens"], stored["top_logprobs"])
+    return tuple(
+        TokenLogprob(tok, lp, tuple(itertools.islice(alternatives, n)))
+        for tok, lp, n in zip(stored["tokens"], stored["logprobs"], stored["top_counts"])
+    )
 
 
 def choices_from_json(response: dict[str, Any]) -> tuple[Choice, ...]:
     out = []
     for c in response.get("choices", []):
         lp = c.get("logprobs")
-        out.append(
-            Choice(
-                text=c.get("text", ""),
-                finish_reason=c.get("finish_reason"),
-                logprobs=None if lp is None else tuple(TokenLogprob(tok, lp_, tuple(map(tuple, top))) for tok, lp_, top in lp),
-            )
-        )
+        out.append(Choice(text=c.get("text", ""), finish_reason=c.get("finish_reason"), logprobs=None if lp is None else _token_logprobs(lp)))
     return tuple(out)
