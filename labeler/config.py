@@ -18,6 +18,10 @@ class ActivationConfig(BaseModel):
     batch_size: int = Field(default=32, ge=1, description="Sequences per forward pass.")
     n_shards: int = Field(default=4, ge=1, description="Dataset shards; the unit of work on the gpu queue.")
     top_k: int = Field(default=20, ge=1, description="Top-activating examples kept per feature.")
+    top_distinct_sequences: bool = Field(
+        default=True,
+        description="Top examples come from distinct sequences (each one's best position), so no two of them show the same passage.",
+    )
     n_quantiles: int = Field(default=10, ge=0, description="Activation quantile bins sampled per feature.")
     per_quantile: int = Field(default=5, ge=0, description="Examples drawn from each quantile bin.")
     reservoir_size: int = Field(default=200, ge=0, description="Uniform sample of activating positions kept per feature.")

@@ -133,6 +133,8 @@ class FeatureAccumulator:
 
         if self.top.n_slots:
             cand = (value > self.top_floor[feature]).nonzero().squeeze(1)
+            if self.config.top_distinct_sequences:
+                cand = cand[best_per_sequence(feature[cand] * n_seq + token[cand] // seq_len, value_rank_key(value[cand]))]
             self.top.offer(feature[cand], value_rank_key(value[cand]), order[token[cand]], value[cand], lambda i: windows.capture(cand[i]))
             full = self.top.worst != EMPTY_KEY
             self.top_floor = torch.where(full, value_of_rank_key(self.top.worst.clamp(max=_INV_BITS)), 0.0)
@@ -174,6 +176,22 @@ class FeatureAccumulator:
             pool=pool,
             sequences=sequences,
         )
+
+
+def best_per_sequence(group: torch.Tensor, rank_key: torch.Tensor) -> torch.Tensor:
+    """Indices of the entries that are the best of their group (feature, row), ascending.
+
+    Entries come in token order and a smaller rank key is a larger activation, so ties go to the
+    earliest position. A sequence is one row of a batch and never spans two, so one entry per (feature,
+    row) in every batch is one per (feature, sequence) over the whole pass.
+    """
+    if group.numel() < 2:
+        return torch.arange(group.numel(), device=group.device)
+    best_first = torch.sort(rank_key, stable=True).indices
+    grouped, perm = torch.sort(group[best_first], stable=True)
+    first = torch.ones_like(grouped, dtype=torch.bool)
+    first[1:] = grouped[1:] != grouped[:-1]
+    return torch.sort(best_first[perm[first]]).values
 
 
 class BatchWindows:

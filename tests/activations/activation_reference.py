@@ -24,7 +24,7 @@ class Reference:
     sum_activation: np.ndarray
     max_activation: np.ndarray
     histogram: np.ndarray
-    top: list[list[tuple[float, int, int]]]  # per feature: (value, seq_index, position), best first
+    top: list[list[tuple[float, int, int]]]  # per feature: (value, seq_index, position), best first (one per sequence by default)
     reservoir: list[list[int]]  # per feature: packed orders, smallest key first
     pool: list[int]  # packed orders, smallest key first
     window_len: int
@@ -39,7 +39,7 @@ class Reference:
         return np.maximum(self.acts[seq_index - self.seq_offset, start : start + self.window_len, feature], 0)
 
 
-def reference(acts, tokens, special_ids, *, seq_offset, top_k, reservoir_size, pool_size, window_before, window_after, seed) -> Reference:
+def reference(acts, tokens, special_ids, *, seq_offset, top_k, reservoir_size, pool_size, window_before, window_after, seed, top_distinct_sequences=True) -> Reference:
     acts = np.asarray(acts, dtype=np.float32)
     tokens = np.asarray(tokens)
     n, S, F = acts.shape
@@ -56,7 +56,10 @@ def reference(acts, tokens, special_ids, *, seq_offset, top_k, reservoir_size, p
         values = a[seqs, positions, f]
         bins = np.searchsorted(edges, values.astype(np.float64), side="right") - 1
         histogram[f] = np.bincount(bins, minlength=N_FINE_BINS)
-        ranked = sorted(zip((-values).tolist(), (seqs + seq_offset).tolist(), positions.tolist()))[:top_k]
+        ranked = sorted(zip((-values).tolist(), (seqs + seq_offset).tolist(), positions.tolist()))
+        if top_distinct_sequences:  # each sequence's best position only
+            ranked = [e for i, e in enumerate(ranked) if all(e[1] != d[1] for d in ranked[:i])]
+        ranked = ranked[:top_k]
         top.append([(-v, s, p) for v, s, p in ranked])
         orders = order[seqs, positions]
         keys = reservoir_keys(np.broadcast_to(orders, (F, orders.size)), seed)[f] if orders.size else orders

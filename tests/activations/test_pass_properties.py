@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +33,7 @@ def batches(draw):
     config = ActivationConfig(
         batch_size=draw(st.integers(1, 4)),
         top_k=draw(st.integers(1, 4)),
+        top_distinct_sequences=draw(st.booleans()),
         reservoir_size=draw(st.integers(0, 5)),
         n_negatives=draw(st.integers(0, 2)),
         window_before=draw(st.integers(0, 4)),
@@ -49,6 +51,7 @@ def reference_of(acts, tokens, config, seq_offset):
     return reference(
         acts, tokens, SPECIAL, seq_offset=seq_offset, top_k=config.top_k, reservoir_size=config.reservoir_size,
         pool_size=negative_pool_size(config), window_before=config.window_before, window_after=config.window_after, seed=config.seed,
+        top_distinct_sequences=config.top_distinct_sequences,
     )
 
 
@@ -157,3 +160,22 @@ def test_signed_activations_only_fire_when_positive():
     assert summary.top.valid[0].sum() == 1
     slot = int(np.flatnonzero(summary.top.valid[0])[0])
     assert summary.top.window[0, slot].tolist() == [0, 255, 0]  # negatives around it show as 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_top_examples_come_from_distinct_sequences_unless_asked_otherwise(batch_size):
+    # one feature firing on a run of tokens in sequence 0 and once, more weakly, in sequence 1
+    acts = np.zeros((2, 8, 1), dtype=np.float32)
+    acts[0, 2:6, 0] = [3.0, 5.0, 5.0, 4.0]
+    acts[1, 6, 0] = 1.0
+    tokens = np.full((2, 8), 9)
+    config = ActivationConfig(top_k=3, reservoir_size=0, n_negatives=0, window_before=2, window_after=1, batch_size=batch_size)
+
+    def top(summary):
+        valid = summary.top.valid[0]
+        return sorted((float(v), *map(int, unpack_order(o))) for v, o in zip(summary.top.value[0][valid], summary.top.order[0][valid]))
+
+    # the passage around positions 2-5 shows once, at its first maximum; the other sequence still gets its slot
+    assert top(summarize(acts, tokens, config, 40)) == [(1.0, 41, 6), (5.0, 40, 3)]
+    every_position = config.model_copy(update={"top_distinct_sequences": False})
+    assert top(summarize(acts, tokens, every_position, 40)) == [(4.0, 40, 5), (5.0, 40, 3), (5.0, 40, 4)]
