@@ -173,9 +173,10 @@ class _Run:
         except LLMError:
             pass
 
-    def prefetch(self, requests) -> None:
+    async def look_up(self, requests, *, coalesce: bool) -> None:
+        """Bring the stored answers to `requests` into the ledger, so calls on the hot path are dict lookups."""
         if self.llm is not None and requests:
-            self.llm.ledger.prefetch(r.hash for r in requests)
+            await self.llm.ledger.load((r.hash for r in requests), coalesce=coalesce)
 
     async def explain(self, work: _Work) -> None:
         current_account.set(work.account)
@@ -283,8 +284,7 @@ class _Run:
         except LLMError as exc:
             work.status, work.error = FAILED, f"score: {exc}"
             return
-        if self.llm is not None and planned:
-            await self.llm.ledger.load(r.hash for r in planned)
+        await self.look_up(planned, coalesce=True)  # scoring plans trickle in: one query for many features
         await self.score(work)
 
     async def run(self, works: list[_Work], chunk_size: int) -> None:
@@ -299,7 +299,7 @@ class _Run:
                 chunk = works[start : start + chunk_size]
                 current_account.set(chunk[0].account)  # calls made while planning go on the chunk's first feature
                 n = self.config.n_candidates
-                self.prefetch([r for w in chunk for r in await _plan(self.explainer, w.feature, w.split.shown, n)])
+                await self.look_up([r for w in chunk for r in await _plan(self.explainer, w.feature, w.split.shown, n)], coalesce=False)
                 explained = asyncio.Event()
                 tasks += [asyncio.ensure_future(self.label(w, explained)) for w in chunk]
                 await explained.wait()

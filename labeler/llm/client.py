@@ -29,7 +29,7 @@ import orjson
 
 from labeler.errors import ConfigError, LLMError
 from labeler.llm.budget import Budget, Prices, current_account, estimate_prompt_tokens
-from labeler.llm.ledger import Ledger
+from labeler.llm.ledger import Ledger, consume_exception
 from labeler.llm.request import ChatAnswer, ChatRequest, LedgerEntry, normalise_response
 from labeler.llm.slots import Slots
 
@@ -148,7 +148,7 @@ class LLMClient:
         if self._http is None:
             raise RuntimeError("LLM client is not connected; use `async with llm_context:` around calls")
         future = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_consume_exception)
+        future.add_done_callback(consume_exception)
         self._inflight[key] = future
         try:
             entry = await self._send(request)
@@ -247,7 +247,7 @@ class LLMClient:
         """Whether this endpoint returns token logprobs: one probe per client, itself cached in the ledger."""
         if self._logprobs is None:
             probe = self.request(LOGPROBS_PROBE, max_tokens=1, logprobs=True, top_logprobs=2)
-            self.ledger.prefetch([probe.hash])
+            await self.ledger.load([probe.hash], coalesce=False)
             try:
                 answer = await self.complete(probe)
             except LLMError as exc:
@@ -257,9 +257,3 @@ class LLMClient:
             else:
                 self._logprobs = answer.has_logprobs
         return self._logprobs
-
-
-def _consume_exception(future: asyncio.Future) -> None:
-    """Mark a shared future's exception as seen: the caller that sent the request already raised it."""
-    if not future.cancelled():
-        future.exception()

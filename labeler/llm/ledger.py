@@ -1,9 +1,10 @@
 """The in-memory side of the `llm_calls` cache: answers known so far, and the calls paid in this run.
 
 SQL is touched only in bulk and only through a loader the caller provides (`labeler.store.llm_calls`):
-`prefetch` asks once for every hash a batch of features is about to need, so a call on the hot path is a
+a batch asks once for every hash a chunk of features is about to need, so a call on the hot path is a
 dict lookup. Work that only learns its requests late (scoring, once a label exists) asks through
-`load`, and what many features ask within COALESCE_S shares one query. New calls are not written here:
+`load`, and what many features ask within COALESCE_S shares one query. Inside an event loop the
+queries run on a worker thread (`load`); `prefetch` is the same lookup for code outside one. New calls are not written here:
 each one travels with its feature's result (`Account`), written with the labels it paid for, and is
 also handed out once by `take_unwritten`, so a running batch can store its spending before its features
 finish (both writes are upserts on the request hash).
@@ -27,50 +28,80 @@ class Ledger:
         self.loader = loader
         self.job_id = job_id
         self._entries: dict[str, LedgerEntry] = {}
-        self._asked: set[str] = set()  # hashes the loader has already been asked about
+        self._asked: set[str] = set()  # hashes the loader has answered about
         self.n_loads = 0  # SELECTs issued, so tests and benches can see the batching
-        self._waiting: list[str] = []
+        self._pending: dict[str, asyncio.Future] = {}  # hash -> the query that will answer it
+        self._waiting: list[str] = []  # hashes of the query that has not started yet
+        self._next: asyncio.Future | None = None  # that query's future
+        self._queries: set[asyncio.Task] = set()
         self._unwritten: list[LedgerEntry] = []  # paid here, not yet handed to a writer
-        self._loaded: asyncio.Future | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def prefetch(self, hashes: Iterable[str]) -> int:
-        """Load every stored answer among `hashes` with one query; returns how many were found."""
+        """Load every stored answer among `hashes` with one query, here and now; returns how many were found."""
         if self.loader is None:
             return 0
         unknown = [h for h in dict.fromkeys(hashes) if h not in self._entries and h not in self._asked]
         if not unknown:
             return 0
-        self._asked.update(unknown)
-        found = self.loader(unknown)
-        self.n_loads += 1
-        self._entries.update(found)
-        return len(found)
+        return self._found(unknown, self.loader(unknown))
 
-    async def load(self, hashes: Iterable[str]) -> None:
-        """`prefetch` shared with every other `load` of the next COALESCE_S: one query for all of them."""
+    async def load(self, hashes: Iterable[str], *, coalesce: bool = True) -> None:
+        """`prefetch` for a running event loop: the query runs on a worker thread, so answers keep being
+        served meanwhile (a remote PostgreSQL round trip would otherwise stall every call in flight).
+
+        With `coalesce`, the query waits COALESCE_S for other askers and answers all of them at once;
+        without, it starts now (taking along whatever was waiting). A hash already being looked up is
+        waited for, not asked twice. A failed query reaches every waiter, and its hashes may be asked again.
+        """
         if self.loader is None:
             return
-        new = [h for h in hashes if h not in self._entries and h not in self._asked]
-        if not new:
-            return
-        self._waiting.extend(new)
-        if self._loaded is None:
-            self._loaded = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_later(COALESCE_S, self._load_waiting)
-        await asyncio.shield(self._loaded)
+        loop = asyncio.get_running_loop()
+        queries: set[asyncio.Future] = set()
+        for h in hashes:
+            if h in self._entries or h in self._asked:
+                continue
+            query = self._pending.get(h)
+            if query is None:
+                if self._next is None:
+                    self._next = loop.create_future()
+                    self._next.add_done_callback(consume_exception)
+                    loop.call_later(COALESCE_S, self._start_query, self._next)
+                query = self._pending[h] = self._next
+                self._waiting.append(h)
+            queries.add(query)
+        if not coalesce and self._next is not None and self._next in queries:
+            self._start_query(self._next)
+        for query in queries:
+            await asyncio.shield(query)
 
-    def _load_waiting(self) -> None:
-        loaded, waiting = self._loaded, self._waiting
-        self._loaded, self._waiting = None, []
+    def _start_query(self, query: asyncio.Future) -> None:
+        if query is not self._next:  # started early already
+            return
+        hashes, self._waiting, self._next = self._waiting, [], None
+        task = asyncio.get_running_loop().create_task(self._query(hashes, query))
+        self._queries.add(task)
+        task.add_done_callback(self._queries.discard)
+
+    async def _query(self, hashes: list[str], query: asyncio.Future) -> None:
         try:
-            self.prefetch(waiting)
-        except BaseException as exc:  # every waiter sees the failure
-            loaded.set_exception(exc)
+            found = await asyncio.to_thread(self.loader, hashes)
+        except BaseException as exc:
+            query.set_exception(exc)
         else:
-            loaded.set_result(None)
+            self._found(hashes, found)
+            query.set_result(None)
+        finally:
+            for h in hashes:
+                self._pending.pop(h, None)
+
+    def _found(self, asked: list[str], found: Mapping[str, LedgerEntry]) -> int:
+        self._asked.update(asked)
+        self._entries.update(found)
+        self.n_loads += 1
+        return len(found)
 
     def get(self, request_hash: str) -> LedgerEntry | None:
         return self._entries.get(request_hash)
@@ -88,3 +119,9 @@ class Ledger:
 
     def entries(self) -> list[LedgerEntry]:
         return list(self._entries.values())
+
+
+def consume_exception(future: asyncio.Future) -> None:
+    """Mark a shared future's exception as seen: its waiters raise it, and all of them may be gone."""
+    if not future.cancelled():
+        future.exception()

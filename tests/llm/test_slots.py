@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
-from labeler.llm import Ledger
+from labeler.llm import Ledger, LedgerEntry
 from labeler.llm.slots import EXPLAIN_FIRST, SCORE_LATER, Slots, call_priority
 
 
@@ -93,3 +94,66 @@ def test_a_failing_load_reaches_every_waiter():
 
     outcomes = asyncio.run(go())
     assert [type(o) for o in outcomes] == [RuntimeError, RuntimeError]
+
+
+def test_lookups_run_off_the_event_loop_and_a_hash_in_flight_is_not_asked_again():
+    asked: list[list[str]] = []
+    loop_ran_meanwhile = threading.Event()
+
+    def loader(hashes):
+        asked.append(sorted(hashes))
+        # a loader on the event loop's own thread would wait here in vain, the loop being stuck in it
+        assert loop_ran_meanwhile.wait(timeout=10), "the event loop did not run during the query"
+        return {h: entry(h) for h in hashes if h != "missing"}
+
+    async def go():
+        ledger = Ledger(loader=loader)
+        first = asyncio.ensure_future(ledger.load(["a", "missing"], coalesce=False))
+        await asyncio.sleep(0)  # the query is on its thread now
+        second = asyncio.ensure_future(ledger.load(["a"], coalesce=False))  # in flight: waits for the same query
+        loop_ran_meanwhile.set()
+        await asyncio.gather(first, second)
+        await ledger.load(["a", "missing"])  # answered (or known absent): no query, no wait
+        return ledger.n_loads, ledger.get("a"), ledger.get("missing")
+
+    n_loads, a, missing = asyncio.run(go())
+    assert asked == [["a", "missing"]] and n_loads == 1
+    assert a == entry("a") and missing is None
+
+
+def test_an_immediate_lookup_takes_along_what_was_waiting_to_coalesce():
+    asked: list[list[str]] = []
+
+    async def go():
+        ledger = Ledger(loader=lambda hashes: asked.append(sorted(hashes)) or {})
+        waiting = asyncio.ensure_future(ledger.load(["b"]))  # would wait COALESCE_S for company
+        await asyncio.sleep(0)
+        await ledger.load(["a"], coalesce=False)
+        await waiting
+        return ledger.n_loads
+
+    assert asyncio.run(go()) == 1
+    assert asked == [["a", "b"]]
+
+
+def test_hashes_of_a_failed_lookup_are_asked_again():
+    calls: list[list[str]] = []
+
+    def loader(hashes):
+        calls.append(sorted(hashes))
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return {}
+
+    async def go():
+        ledger = Ledger(loader=loader)
+        with pytest.raises(RuntimeError, match="went away"):
+            await ledger.load(["a"], coalesce=False)
+        await ledger.load(["a"], coalesce=False)
+
+    asyncio.run(go())
+    assert calls == [["a"], ["a"]]
+
+
+def entry(request_hash: str) -> LedgerEntry:
+    return LedgerEntry(request_hash, "m", 1, 1, 0.1, 0.0, 1, response={"model": "m", "choices": []})
