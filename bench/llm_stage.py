@@ -14,12 +14,12 @@ same run, same concurrency:
 It prints bare_client_ratio=, llm_stage_ratio=, pipeline_vs_bare= (the pipeline's LLM calls/s over the
 bare client's) and tokens_per_feature= (prompt + completion tokens per feature, as the server counts them:
 ~4 characters a token). Bare and pipeline runs alternate --repeat times and each keeps its best, which
-tames the noise of a shared machine; the CPU each spends per call (client process and server process,
+tames the noise of a shared machine (the pipeline's min / median / max over the runs is printed too); the CPU each spends per call (client process and server process,
 whatever the load) is printed beside, as the load-independent view of what the pipeline adds. With --with-embedding, and when the
 embedding scorer is registered, the same run is repeated with it and llm_stage_ratio_with_embedding=
 is printed too (its MiniLM forward passes are CPU work, outside the ideal).
 
-    .venv/bin/python bench/llm_stage.py [--features 640] [--concurrency 64] [--latency-ms 200] [--repeat 2]
+    .venv/bin/python bench/llm_stage.py [--features 640] [--concurrency 64] [--latency-ms 200] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -160,7 +161,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=640)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency-ms", type=float, default=200.0)
-    parser.add_argument("--repeat", type=int, default=2, help="alternate bare and pipeline runs; keep each one's best")
+    parser.add_argument("--repeat", type=int, default=5, help="alternate bare and pipeline runs; keep each one's best")
     parser.add_argument("--with-embedding", action="store_true")
     args = parser.parse_args()
 
@@ -174,7 +175,7 @@ def main() -> None:
     server, base_url = start_server(args.latency_ms)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            best_bare, best_pipeline = 0.0, 0.0
+            bare_rates, pipeline_rates = [], []  # calls/s and features/s, per run
             cpu = {"bare": [], "pipeline": []}  # (client, server) CPU ms per call, per run
             for run in range(args.repeat):
                 url = f"sqlite:///{tmp}/bench{run}.db"  # a fresh ledger: every call is paid again
@@ -194,8 +195,8 @@ def main() -> None:
                     f"{statuses} in {elapsed:.2f} s ({persist_s:.2f} s of writing to SQL on the writer thread, beside the calls), {n_calls / len(features):.3f} "
                     f"calls/feature, {n_loads} ledger SELECTs, {len(features) / elapsed * 60:.0f} features/min"
                 )
-                best_bare = max(best_bare, bare)
-                best_pipeline = max(best_pipeline, len(features) / elapsed)
+                bare_rates.append(bare)
+                pipeline_rates.append(len(features) / elapsed)
             for name, rows in cpu.items():
                 client_ms, server_ms = (min(r[i] for r in rows) for i in (0, 1))
                 print(f"{name}: CPU per LLM call {client_ms:.2f} ms in the client, {server_ms:.2f} ms in the server")
@@ -205,6 +206,9 @@ def main() -> None:
                 f"server latency {args.latency_ms:.0f} ms, concurrency {args.concurrency}, {os.cpu_count()} CPUs, "
                 f"load average {load:.1f}; ideal {ideal_calls_per_s:.0f} calls/s = {ideal_features_per_s * 60:.0f} features/min"
             )
+            stage = sorted(r / ideal_features_per_s for r in pipeline_rates)
+            print(f"llm_stage_ratio over {len(stage)} runs: min {stage[0]:.3f}, median {statistics.median(stage):.3f}, max {stage[-1]:.3f}")
+            best_bare, best_pipeline = max(bare_rates), max(pipeline_rates)
             print(f"bare_client_ratio={best_bare / ideal_calls_per_s:.3f}")
             print(f"llm_stage_ratio={best_pipeline / ideal_features_per_s:.3f}")
             print(f"pipeline_vs_bare={best_pipeline * calls_per_feature / best_bare:.3f}")
