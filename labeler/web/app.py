@@ -22,7 +22,7 @@ from labeler.web.deps import CurrentUser, verify_csrf
 from labeler.web.errors import install_error_handlers
 from labeler.web.headers import SecurityHeadersMiddleware
 from labeler.web.routes import api, auth, features, health, jobs, labels, queue, review, users
-from labeler.web.throttle import LoginThrottle
+from labeler.web.throttle import LoginThrottle, counter_storage
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SESSION_COOKIE = "labeler_session"
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.session_factory = session_factory(settings.resolved_database_url)
-    app.state.login_throttle = LoginThrottle(settings.web_login_failures)
+    app.state.login_throttle = LoginThrottle(settings.web_login_failures, counter_storage(settings.broker_url))
 
     app.add_middleware(
         SessionMiddleware,

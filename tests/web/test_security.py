@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import socket
+import uuid
 
 import pytest
 from fastapi.routing import iter_route_contexts
@@ -208,3 +210,36 @@ def test_a_login_rate_that_does_not_parse_is_a_config_error():
 
     with pytest.raises(ConfigError, match="LABELER_WEB_LOGIN_FAILURES='often' is not a rate"):
         LoginThrottle("often")
+
+
+def test_with_a_redis_broker_every_web_process_counts_the_same_failures():
+    from labeler.web.throttle import LoginThrottle, counter_storage
+
+    broker = "redis://127.0.0.1:6379/15"  # the deployment's Redis (CI starts it); keys below are unique to this run
+    first, second = (LoginThrottle("2/minute", counter_storage(broker)) for _ in range(2))  # two web processes
+    keys = (f"name:{uuid.uuid4().hex}",)
+    first.failed(keys)
+    assert second.retry_after_s(keys) is None
+    second.failed(keys)
+    assert 1 <= first.retry_after_s(keys) <= 60 and 1 <= second.retry_after_s(keys) <= 60
+
+
+def test_unreachable_counters_let_sign_in_go_on_unthrottled(caplog):
+    from labeler.web.throttle import LoginThrottle, counter_storage
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    throttle = LoginThrottle("1/minute", counter_storage(dead))
+    throttle.failed(("name:x",))
+    assert throttle.retry_after_s(("name:x",)) is None
+    assert "sign-in throttle unavailable" in caplog.text
+
+
+def test_without_a_redis_broker_counters_stay_in_the_process():
+    import limits.storage
+
+    from labeler.web.throttle import counter_storage
+
+    assert isinstance(counter_storage(None), limits.storage.MemoryStorage)
+    assert isinstance(counter_storage("memory://"), limits.storage.MemoryStorage)
