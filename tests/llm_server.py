@@ -10,7 +10,8 @@ would, so scorers can be checked for real values:
 - simulation: 10 on tokens that are terms of the label, else 0.
 
 It injects faults on purpose: 429 (with retry-after-ms), 500, timeout (hangs until the client gives up),
-and 200 answers that are useless (garbage, truncated JSON, empty, refusal, too long). Whether a request
+200 answers that are useless (garbage, truncated JSON, empty, refusal, too long), and, when asked for,
+a right answer trickled a few bytes at a time (each read is quick, the whole takes minutes). Whether a request
 fails is decided by hash(request body, how many times that exact body was received), so a retry
 of the same request can succeed and a run is reproducible. `stats()` (or GET /stats) counts requests and
 how often each distinct request was *paid* (answered 200), which is how tests check that no identical
@@ -38,7 +39,9 @@ import orjson
 
 TRANSPORT_FAULTS = ("429", "500", "timeout")
 CONTENT_FAULTS = ("garbage", "truncated", "empty", "refusal", "long")
-ALL_FAULTS = TRANSPORT_FAULTS + CONTENT_FAULTS
+SLOW_FAULTS = ("trickle",)  # a right answer sent a few bytes at a time: no single read ever times out
+ALL_FAULTS = TRANSPORT_FAULTS + CONTENT_FAULTS + SLOW_FAULTS
+TRICKLE_BYTES, TRICKLE_EVERY_S = 8, 0.1
 DEFAULT_FAULTS = ("429", "500", "timeout", "garbage", "truncated")
 
 LABEL_TEMPLATES = (
@@ -232,6 +235,11 @@ def estimate_tokens(text: str) -> int:
 # ---------------------------------------------------------------- HTTP
 
 
+class Trickle(bytes):
+    """A response body to send TRICKLE_BYTES at a time, every TRICKLE_EVERY_S."""
+
+
+
 class LLMTestServer:
     """The server; `start()` runs it on a background thread (tests), `serve()` in the current loop."""
 
@@ -322,8 +330,13 @@ class LLMTestServer:
                 head_out = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}", "content-type: application/json"]
                 head_out += [f"{k}: {v}" for k, v in extra.items()]
                 head_out += [f"content-length: {len(data)}", "connection: keep-alive", "", ""]
-                writer.write("\r\n".join(head_out).encode() + data)
-                await writer.drain()
+                writer.write("\r\n".join(head_out).encode())
+                chunks = [data[i : i + TRICKLE_BYTES] for i in range(0, len(data), TRICKLE_BYTES)] if isinstance(payload, Trickle) else [data]
+                for i, chunk in enumerate(chunks):
+                    if i:
+                        await asyncio.sleep(TRICKLE_EVERY_S)
+                    writer.write(chunk)
+                    await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
@@ -399,7 +412,7 @@ class LLMTestServer:
         choices = []
         for i in range(n):
             text, probs = answer_for(system, user, i)
-            if fault is not None:
+            if fault in CONTENT_FAULTS:
                 text, probs = faulty_content(fault, text), None
             choice = {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}
             if want_logprobs:
@@ -424,7 +437,7 @@ class LLMTestServer:
             self._count("abandoned")
             return 0, None, {}
         self._count(fault or "ok", paid=digest)
-        return 200, data, {}
+        return 200, (Trickle(data) if fault == "trickle" else data), {}
 
     def _count(self, outcome: str, paid: str | None = None) -> None:
         with self._lock:

@@ -45,6 +45,9 @@ class Endpoint:
     model: str
 
 
+MAX_RETRY_WAIT_S = 120.0  # the longest Retry-After the openai client honours between two attempts
+
+
 @dataclass(frozen=True)
 class ClientOptions:
     """Limits shared by every stage of one worker process."""
@@ -53,6 +56,15 @@ class ClientOptions:
     timeout_s: float = 60.0
     max_retries: int = 5
     prices: Prices = field(default_factory=Prices)
+
+    @property
+    def deadline_s(self) -> float:
+        """The longest one call may take, every attempt and every wait between them included.
+
+        The openai client's timeout bounds each connect and each read, not an attempt: an endpoint that
+        sends its answer a few bytes at a time never trips it, and would hold a slot for as long as it likes.
+        """
+        return (self.timeout_s + MAX_RETRY_WAIT_S) * (self.max_retries + 1)
 
 
 # The client's informational platform headers (language, OS, runtime versions...): every header is parsed
@@ -180,7 +192,8 @@ class LLMClient:
                 reserved = True
                 started = time.perf_counter()
                 # Content-Type: application/json is one of the client's default headers
-                response = await self._http.post("/chat/completions", content=request.body, cast_to=httpx2.Response)
+                async with asyncio.timeout(self.options.deadline_s):
+                    response = await self._http.post("/chat/completions", content=request.body, cast_to=httpx2.Response)
                 latency_s = time.perf_counter() - started
             # The slot just went to a waiting request; let it go out before this answer's processing,
             # which otherwise runs first (answers arrive in waves: a wave's processing is the slot's idle time).
@@ -193,6 +206,11 @@ class LLMClient:
             raise LLMError(
                 f"LLM endpoint {self.endpoint.base_url} unreachable after {self.options.max_retries} retries "
                 f"({type(exc).__name__}: {exc}); check the URL, or raise LABELER_LLM_TIMEOUT_S / LABELER_LLM_MAX_RETRIES"
+            ) from exc
+        except TimeoutError as exc:  # asyncio.timeout's, above: the openai client's own is APITimeoutError
+            raise LLMError(
+                f"LLM endpoint {self.endpoint.base_url} did not finish answering within {self.options.deadline_s:g} s, "
+                "all attempts included (an endpoint sending its answer very slowly?)"
             ) from exc
         except (ValueError, openai.OpenAIError) as exc:
             raise LLMError(f"LLM endpoint {self.endpoint.base_url} sent an unreadable response: {exc}") from exc

@@ -86,6 +86,26 @@ def test_transient_failures_are_retried_on_the_same_request(llm_server, kind):
     assert stats["received"] == 2 and stats["paid_total"] == 1
 
 
+def test_an_answer_trickled_byte_by_byte_is_cut_off_at_the_call_deadline(llm_server, monkeypatch):
+    # every read arrives well within the 1 s timeout, so only a deadline over the whole call can end it
+    monkeypatch.setattr("labeler.llm.client.MAX_RETRY_WAIT_S", 0.5)
+    server = llm_server(fault_rate=1.0, fault_kinds=("trickle",))
+    llm = context_for(server, timeout_s=1.0, max_retries=0)
+    assert llm.options.deadline_s == 1.5
+
+    async def go():
+        async with llm:
+            request = llm.explain.request(HELLO, max_tokens=20)
+            try:
+                await llm.explain.complete(request)
+            finally:
+                assert llm.explain._slots.free == llm.options.concurrency  # the slot came back
+
+    with pytest.raises(LLMError, match="did not finish answering within 1.5 s, all attempts included"):
+        run(go())
+    assert len(llm.ledger) == 0
+
+
 def test_failures_past_the_retries_raise_llm_error_and_record_nothing(llm_server):
     server = llm_server(fault_rate=1.0, fault_kinds=("500",))
     llm = context_for(server, max_retries=2)
