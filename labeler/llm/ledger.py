@@ -4,10 +4,10 @@ SQL is touched only in bulk and only through a loader the caller provides (`labe
 a batch asks once for every hash a chunk of features is about to need, so a call on the hot path is a
 dict lookup. Work that only learns its requests late (scoring, once a label exists) asks through
 `load`, and what many features ask within COALESCE_S shares one query. Inside an event loop the
-queries run on a worker thread (`load`); `prefetch` is the same lookup for code outside one. New calls are not written here:
-each one travels with its feature's result (`Account`), written with the labels it paid for, and is
-also handed out once by `take_unwritten`, so a running batch can store its spending before its features
-finish (both writes are upserts on the request hash).
+queries run on a worker thread (`load`); `prefetch` is the same lookup for code outside one.
+New calls are not written here: each one travels with its feature's result (`Account`), written with
+the labels it paid for, and is also handed out once by `take_unwritten`, so a running batch can store
+its spending before its features finish (both writes are upserts on the request hash).
 """
 
 from __future__ import annotations
@@ -88,7 +88,10 @@ class Ledger:
     async def _query(self, hashes: list[str], query: asyncio.Future) -> None:
         try:
             found = await asyncio.to_thread(self.loader, hashes)
-        except BaseException as exc:
+        except asyncio.CancelledError:  # the loop is closing: its waiters are being cancelled too
+            query.cancel()
+            raise
+        except Exception as exc:
             query.set_exception(exc)
         else:
             self._found(hashes, found)

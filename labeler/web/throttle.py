@@ -26,7 +26,7 @@ KEY_PREFIX = "sae-labeler"
 
 def counter_storage(broker_url: str | None) -> limits.storage.Storage:
     """Redis shared by the deployment when the broker is Redis, else this process's memory."""
-    if broker_url and broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if broker_url and broker_url.startswith(("redis://", "rediss://")):
         return limits.storage.RedisStorage(broker_url, key_prefix=KEY_PREFIX, wrap_exceptions=True, socket_timeout=2)
     return limits.storage.MemoryStorage()
 
