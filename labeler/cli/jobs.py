@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Optional
@@ -162,11 +163,11 @@ def worker(
     concurrency: Optional[int] = typer.Option(None, help="Default: 1 for gpu (one shard at a time), 8 for llm."),
     loglevel: str = typer.Option("INFO"),
 ) -> None:
-    """Start a Celery worker for the given queues (needs LABELER_BROKER_URL)."""
+    """Start a Celery worker for the given queues (needs LABELER_BROKER_URL), restarted if it dies."""
     if get_settings().broker_url is None:
         console.print("[red]LABELER_BROKER_URL is not set[/]: without a broker every task already runs in-process")
         raise typer.Exit(2)
-    from workers.app import app
+    from workers.supervise import celery_worker_command, supervise
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = set(names) - {"gpu", "llm"}
@@ -181,7 +182,8 @@ def worker(
         pool, default_concurrency = "threads", 8
     argv = ["worker", "-Q", ",".join(names), f"--pool={pool}", f"--concurrency={concurrency or default_concurrency}",
             f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
-    app.worker_main(argv)
+    logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s: %(levelname)s/Supervisor] %(message)s")
+    raise typer.Exit(supervise(celery_worker_command(argv)))
 
 
 def register(app: typer.Typer) -> None:
