@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -36,11 +37,25 @@ def celery_worker_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.app:app", *argv]
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: receive SIGKILL when the supervising parent dies (Linux only)."""
-    libc_name = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and libc_name:
-        ctypes.CDLL(libc_name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """What the child runs between fork and exec so it gets SIGKILL when this process dies (Linux only).
+
+    libc is looked up here, in the parent: between fork and exec the child should do as little as possible.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not glibc / musl as expected: go on without it
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return hook
 
 
 def supervise(command: Sequence[str], *, sleep: Callable[[float], None] = time.sleep) -> int:
@@ -53,12 +68,13 @@ def supervise(command: Sequence[str], *, sleep: Callable[[float], None] = time.s
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
+    die_with_parent = _die_with_parent_hook()
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         quick_failures, backoff_s = 0, FIRST_BACKOFF_S
         while True:
             started = time.monotonic()
-            child = subprocess.Popen(list(command), preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            child = subprocess.Popen(list(command), preexec_fn=die_with_parent)
             log.info("worker process %d started", child.pid)
             status = child.wait()
             if stopping:  # ended by the signal we forwarded, before it could install its handlers: a clean stop too
