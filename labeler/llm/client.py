@@ -90,6 +90,37 @@ def tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context(verify=True, trust_env=True)
 
 
+MAX_RESPONSE_BYTES = 8 << 20  # a chat completion here is kilobytes, ~100 KB with logprobs; an endpoint that
+# ignores max_tokens must not fill memory (64 answers in flight) and the ledger with megabytes of text
+
+
+class ResponseTooLarge(openai.OpenAIError):
+    """An OpenAIError, so the openai client passes it on at once instead of retrying the read."""
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    """A response body that stops being read past MAX_RESPONSE_BYTES, announced length or not."""
+
+    def __init__(self, inner: httpx2.AsyncByteStream, limit: int) -> None:
+        self.inner, self.limit = inner, limit
+
+    async def __aiter__(self):
+        seen = 0
+        async for chunk in self.inner:
+            seen += len(chunk)
+            if seen > self.limit:
+                raise ResponseTooLarge(f"the answer is larger than {self.limit} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def _cap_response_size(response: httpx2.Response) -> None:
+    """httpx response hook: runs before the body is read."""
+    response.stream = _CappedStream(response.stream, MAX_RESPONSE_BYTES)
+
+
 def open_http(endpoint: Endpoint, options: ClientOptions) -> openai.AsyncOpenAI:
     """One AsyncOpenAI on aiohttp whose pool holds `concurrency` connections; open it inside the event loop."""
     limits = httpx2.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
@@ -99,7 +130,9 @@ def open_http(endpoint: Endpoint, options: ClientOptions) -> openai.AsyncOpenAI:
         max_retries=options.max_retries,
         timeout=options.timeout_s,
         default_headers={name: openai.Omit() for name in PLATFORM_HEADERS},
-        http_client=openai.DefaultAioHttpClient(limits=limits, timeout=options.timeout_s, verify=tls_context()),
+        http_client=openai.DefaultAioHttpClient(
+            limits=limits, timeout=options.timeout_s, verify=tls_context(), event_hooks={"response": [_cap_response_size]}
+        ),
     )
 
 
@@ -202,7 +235,12 @@ class LLMClient:
             retries = int(response.request.headers.get("x-stainless-retry-count") or 0)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+        except ResponseTooLarge as exc:
+            raise LLMError(
+                f"LLM endpoint {self.endpoint.base_url} (model {self.model!r}): {exc}; "
+                f"is it ignoring max_tokens ({request.max_tokens})?"
+            ) from exc
+        except openai.APIConnectionError as exc:
             raise LLMError(
                 f"LLM endpoint {self.endpoint.base_url} unreachable after {self.options.max_retries} retries "
                 f"({type(exc).__name__}: {exc}); check the URL, or raise LABELER_LLM_TIMEOUT_S / LABELER_LLM_MAX_RETRIES"

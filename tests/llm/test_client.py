@@ -106,6 +106,22 @@ def test_an_answer_trickled_byte_by_byte_is_cut_off_at_the_call_deadline(llm_ser
     assert len(llm.ledger) == 0
 
 
+def test_an_answer_past_the_size_cap_is_refused_while_it_is_read(llm_server, monkeypatch):
+    monkeypatch.setattr("labeler.llm.client.MAX_RESPONSE_BYTES", 1000)
+    server = llm_server()
+    llm = context_for(server, max_retries=1)
+
+    async def go(logprobs: bool):
+        async with llm:
+            return await llm.explain.complete(llm.explain.request(HELLO, max_tokens=20, logprobs=logprobs, top_logprobs=5 if logprobs else None))
+
+    assert run(go(logprobs=False)).text == 'the word "cat"'  # a few hundred bytes
+    with pytest.raises(LLMError, match=r"the answer is larger than 1000 bytes; is it ignoring max_tokens \(20\)\?"):
+        run(go(logprobs=True))  # logprobs for every token: over the cap
+    assert len(llm.ledger) == 1
+    assert server.stats()["received"] == 2  # refused at once, not read again and again
+
+
 def test_failures_past_the_retries_raise_llm_error_and_record_nothing(llm_server):
     server = llm_server(fault_rate=1.0, fault_kinds=("500",))
     llm = context_for(server, max_retries=2)
