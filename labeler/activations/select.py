@@ -59,15 +59,31 @@ def _top_picks(top: SampleSlots) -> _Picks:
     return _Picks(feature=feature, slot=perm[feature, rank], quantile=np.zeros_like(rank), rank=rank)
 
 
-def _quantile_picks(summary: ShardSummary, config: ActivationConfig, top_orders: np.ndarray) -> _Picks:
-    """Per feature: sort the reservoir (minus top-k positions) by activation, cut it into n_quantiles
-    equal-count bins, take per_quantile entries at random from each bin."""
+def _overlaps_top(summary: ShardSummary) -> np.ndarray:
+    """[F, reservoir slots]: does this reservoir entry's window overlap one of its feature's top-k windows?"""
+    res, top = summary.reservoir, summary.top
+    res_seq, res_pos = unpack_order(res.order)
+    res_start = summary.window_start(res_pos)
+    top_seq, top_pos = unpack_order(top.order)
+    top_start = summary.window_start(top_pos)
+    # same sequence is rare: compare starts only for those (feature, reservoir slot, top slot) triples
+    f, r, k = np.nonzero((res_seq[:, :, None] == top_seq[:, None, :]) & top.valid[:, None, :])
+    close = np.abs(res_start[f, r] - top_start[f, k]) < summary.window_len
+    overlap = np.zeros(res.order.shape, dtype=bool)
+    overlap[f[close], r[close]] = True
+    return overlap
+
+
+def _quantile_picks(summary: ShardSummary, config: ActivationConfig) -> _Picks:
+    """Per feature: sort the reservoir (minus entries whose window overlaps a top-k window: that passage is
+    shown already) by activation, cut it into n_quantiles equal-count bins, take per_quantile entries at
+    random from each bin."""
     res = summary.reservoir
     n_q = config.n_quantiles
     if n_q == 0 or config.per_quantile == 0 or res.key.shape[1] == 0:
         empty = np.zeros(0, dtype=np.int64)
         return _Picks(empty, empty, empty, empty)
-    eligible = res.valid & ~(res.order[:, :, None] == top_orders[:, None, :]).any(axis=2)
+    eligible = res.valid & ~_overlaps_top(summary)
     # ascending activation among eligible entries (ineligible sort last)
     by_value = np.lexsort((res.order, np.where(eligible, res.value, np.inf)), axis=1)
     m = eligible.sum(axis=1, keepdims=True)
@@ -146,7 +162,7 @@ def select_examples(
     summary: ShardSummary, config: ActivationConfig, *, feature_indices: Iterable[int] | None = None
 ) -> list[FeatureExamplesDraft]:
     """Every feature's stats and windows: all top-k entries, per_quantile from each of n_quantiles
-    activation bins of the reservoir (never a top-k position), and n_negatives silent windows.
+    activation bins of the reservoir (never overlapping a top-k window), and n_negatives silent windows.
 
     Rare features get whatever exists; dead ones get stats only. `feature_indices` restricts the output.
     """
@@ -155,8 +171,7 @@ def select_examples(
     stats = _stats(summary, config, max_activation)
 
     top = _top_picks(summary.top)
-    top_orders = np.where(summary.top.valid, summary.top.order, -1)
-    quant = _quantile_picks(summary, config, top_orders)
+    quant = _quantile_picks(summary, config)
     neg_feature, neg_slot, neg_rank = _negative_picks(summary, config.n_negatives)
 
     # every chosen window as parallel arrays: kind 0 top, 1 quantile, 2 negative
