@@ -82,9 +82,10 @@ def supervise(command: Sequence[str], *, sleep: Callable[[float], None] = time.s
             if status == 0:
                 return 0
             ran_s = time.monotonic() - started
-            quick_failures = quick_failures + 1 if ran_s < QUICK_FAILURE_S else 1
-            if ran_s >= QUICK_FAILURE_S:
-                backoff_s = FIRST_BACKOFF_S
+            if ran_s < QUICK_FAILURE_S:
+                quick_failures += 1
+            else:  # it had been working: a fresh start, not one more failure in a row
+                quick_failures, backoff_s = 0, FIRST_BACKOFF_S
             if quick_failures >= MAX_QUICK_FAILURES:
                 log.error("worker process died %d times within %.0f s of starting; giving up (status %d)", quick_failures, QUICK_FAILURE_S, status)
                 return _exit_code(status)
