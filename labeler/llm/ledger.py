@@ -3,8 +3,8 @@
 SQL is touched only in bulk and only through a loader the caller provides (`labeler.store.llm_calls`):
 a batch asks once for every hash a chunk of features is about to need, so a call on the hot path is a
 dict lookup. Work that only learns its requests late (scoring, once a label exists) asks through
-`load`, and what many features ask within COALESCE_S shares one query. Inside an event loop the
-queries run on a worker thread (`load`); `prefetch` is the same lookup for code outside one.
+`load`, and what many features ask within COALESCE_S shares one query. Queries run on a worker thread,
+so the event loop keeps serving answers meanwhile.
 New calls are not written here: each one travels with its feature's result (`Account`), written with
 the labels it paid for, and is also handed out once by `take_unwritten`, so a running batch can store
 its spending before its features finish (both writes are upserts on the request hash).
@@ -39,18 +39,9 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def prefetch(self, hashes: Iterable[str]) -> int:
-        """Load every stored answer among `hashes` with one query, here and now; returns how many were found."""
-        if self.loader is None:
-            return 0
-        unknown = [h for h in dict.fromkeys(hashes) if h not in self._entries and h not in self._asked]
-        if not unknown:
-            return 0
-        return self._found(unknown, self.loader(unknown))
-
     async def load(self, hashes: Iterable[str], *, coalesce: bool = True) -> None:
-        """`prefetch` for a running event loop: the query runs on a worker thread, so answers keep being
-        served meanwhile (a remote PostgreSQL round trip would otherwise stall every call in flight).
+        """Bring the stored answers among `hashes` in with one query, run on a worker thread so answers keep
+        being served meanwhile (a remote PostgreSQL round trip would otherwise stall every call in flight).
 
         With `coalesce`, the query waits COALESCE_S for other askers and answers all of them at once;
         without, it starts now (taking along whatever was waiting). A hash already being looked up is
@@ -94,17 +85,13 @@ class Ledger:
         except Exception as exc:
             query.set_exception(exc)
         else:
-            self._found(hashes, found)
+            self._asked.update(hashes)
+            self._entries.update(found)
+            self.n_loads += 1
             query.set_result(None)
         finally:
             for h in hashes:
                 self._pending.pop(h, None)
-
-    def _found(self, asked: list[str], found: Mapping[str, LedgerEntry]) -> int:
-        self._asked.update(asked)
-        self._entries.update(found)
-        self.n_loads += 1
-        return len(found)
 
     def get(self, request_hash: str) -> LedgerEntry | None:
         return self._entries.get(request_hash)

@@ -197,7 +197,7 @@ def test_logprobs_support_is_probed_once_and_cached(llm_server):
     assert with_lp.stats()["received"] == without_lp.stats()["received"] == 1
 
 
-def test_the_ledger_prefetches_in_one_load_and_asks_once_per_hash():
+def test_the_ledger_looks_up_in_one_load_and_asks_once_per_hash():
     asked: list[list[str]] = []
 
     def loader(hashes):
@@ -205,9 +205,13 @@ def test_the_ledger_prefetches_in_one_load_and_asks_once_per_hash():
         return {}
 
     ledger = Ledger(loader=loader)
-    ledger.prefetch(["a", "b", "a"])
-    ledger.prefetch(["b", "c"])
-    ledger.prefetch(["a", "c"])
+
+    async def go():
+        await ledger.load(["a", "b", "a"], coalesce=False)
+        await ledger.load(["b", "c"], coalesce=False)
+        await ledger.load(["a", "c"], coalesce=False)
+
+    run(go())
     assert asked == [["a", "b"], ["c"]]
     assert ledger.n_loads == 2
 
